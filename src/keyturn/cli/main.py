@@ -1,0 +1,57 @@
+"""`keyturn`: parse the command line, run one command, print `keyturn: <message>` on failure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from keyturn import __version__
+from keyturn.cli import db, keys, serve, users
+from keyturn.errors import KeyturnError
+
+
+class CommandError(Exception):
+    """A failure the CLI reports in one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keyturn",
+        description="Keyturn authentication server. Settings come from KEYTURN_* variables"
+        " and ./.env.",
+    )
+    parser.add_argument("--version", action="version", version=f"keyturn {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve.register(commands)
+    users.register(commands)
+    db.register(commands)
+    keys.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+        return code
+    except KeyturnError as error:
+        print(f"keyturn: {error.message}", file=sys.stderr)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"KEYTURN_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        print(f"keyturn: invalid setting: {problems}", file=sys.stderr)
+    except (CommandError, ValueError) as error:
+        print(f"keyturn: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

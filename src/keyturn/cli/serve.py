@@ -1,0 +1,53 @@
+"""`keyturn serve`: migrate, make sure a signing key exists, then run the HTTP server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import uvicorn
+
+from keyturn.config import Settings
+from keyturn.services.container import build_services
+from keyturn.storage.migrations import upgrade_database
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("serve", help="run the HTTP server")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to bind (8000)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (1)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    if "KEYTURN_ISSUER" not in os.environ:
+        host = "localhost" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
+        os.environ["KEYTURN_ISSUER"] = f"http://{host}:{args.port}"
+    settings = Settings()
+    problems = settings.configuration_problems() + settings.production_problems()
+    if problems:
+        raise ValueError("refusing to start: " + " ".join(problems))
+    # Done once here, before any worker starts, so workers never race to create them.
+    services = build_services(settings)
+    upgrade_database(services.database)
+    services.keyring.ensure_signing_key()
+    services.database.dispose()
+    uvicorn.run(
+        "keyturn.http.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="auto",
+        http="auto",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )
+    return 0

@@ -1,0 +1,160 @@
+"""Settings from the environment (KEYTURN_*) and a `.env` file, validated once at start."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Algorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
+
+# OWASP Password Storage Cheat Sheet, Argon2id: m=19 MiB, t=2, p=1.
+OWASP_ARGON2_MEMORY_KIB = 19456
+OWASP_ARGON2_TIME_COST = 2
+MIN_HMAC_KEY_BYTES = 32
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{Path('.keyturn') / 'keyturn.db'}"
+
+
+class Settings(BaseSettings):
+    """Every knob of a Keyturn server; each field is the variable KEYTURN_<NAME>."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KEYTURN_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development", description="`production` refuses to start on an unsafe setting."
+    )
+    debug: bool = Field(False, description="Verbose errors in logs; refused in production.")
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="sqlite:///PATH or postgresql://user:pass@host:port/db",
+    )
+    redis_url: str | None = Field(
+        None, description="redis://host:port/N; shares rate limits and revocations."
+    )
+
+    access_ttl_seconds: int = Field(900, ge=1, le=86400)
+    access_ttl_jitter: float = Field(
+        0.05, ge=0, le=0.5, description="Each access token lives up to this share less."
+    )
+    refresh_ttl_seconds: int = Field(2592000, ge=60, description="Idle lifetime, remember_me.")
+    session_ttl_seconds: int = Field(86400, ge=60, description="Idle lifetime, no remember_me.")
+    session_max_age_seconds: int = Field(7776000, ge=60, description="Absolute session lifetime.")
+    refresh_reuse_grace_seconds: int = Field(10, ge=0, le=300)
+
+    jwt_algorithm: Algorithm = "EdDSA"
+    secret_key: SecretStr | None = Field(None, description="HMAC key for HS256, 32+ bytes.")
+    issuer: str | None = Field(None, description="`iss` of access tokens; http://HOST:PORT.")
+    audience: str = "keyturn"
+
+    login_max_failures: int = Field(5, ge=1)
+    login_window_seconds: int = Field(900, ge=1)
+    register_max_per_ip: int = Field(20, ge=1, description="Registrations per IP per window.")
+    refresh_max_per_ip: int = Field(600, ge=1, description="Refreshes per client IP per minute.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated IPs/CIDRs whose X-Forwarded-For is believed.",
+    )
+
+    argon2_memory_kib: int = Field(OWASP_ARGON2_MEMORY_KIB, ge=8)
+    argon2_time_cost: int = Field(OWASP_ARGON2_TIME_COST, ge=1)
+    argon2_parallelism: int = Field(1, ge=1)
+
+    max_body_bytes: int = Field(65536, ge=1024)
+    public_origin: str | None = Field(
+        None, description="https://auth.example.com; checked against Origin on cookie requests."
+    )
+    cookie_secure: bool | None = Field(
+        None, description="Force Secure cookies on or off; default: on unless development http."
+    )
+    revocation_poll_seconds: float = Field(0.5, gt=0, le=5)
+    revocation_max_staleness_seconds: float = Field(
+        5.0, gt=0, description="Refuse access checks when revocations are older than this."
+    )
+    token_cache_size: int = Field(10000, ge=0)
+    user_cache_size: int = Field(10000, ge=0)
+    user_cache_seconds: float = Field(30.0, ge=0)
+    purge_interval_seconds: int = Field(600, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @property
+    def effective_issuer(self) -> str:
+        return self.issuer or "http://127.0.0.1:8000"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:")
+
+    def production_problems(self) -> list[str]:
+        """Sentences naming each unsafe setting; production refuses to start on any."""
+        problems: list[str] = []
+        if self.env != "production":
+            return problems
+        if self.debug:
+            problems.append("KEYTURN_DEBUG must be off in production.")
+        if self.jwt_algorithm == "HS256":
+            key = self.secret_key.get_secret_value() if self.secret_key else ""
+            if len(key.encode()) < MIN_HMAC_KEY_BYTES:
+                problems.append(
+                    "KEYTURN_SECRET_KEY must hold at least 32 bytes when KEYTURN_JWT_ALGORITHM"
+                    " is HS256."
+                )
+        if self.cookie_secure is False:
+            problems.append("KEYTURN_COOKIE_SECURE must not be off in production.")
+        if self.issuer and not self.issuer.startswith("https://"):
+            problems.append("KEYTURN_ISSUER must be an https:// URL in production.")
+        if self.argon2_memory_kib < OWASP_ARGON2_MEMORY_KIB or (
+            self.argon2_time_cost < OWASP_ARGON2_TIME_COST
+        ):
+            problems.append("KEYTURN_ARGON2_* must not be below OWASP's Argon2id parameters.")
+        return problems
+
+    def configuration_problems(self) -> list[str]:
+        """Sentences naming settings that cannot work in any environment."""
+        problems: list[str] = []
+        if self.jwt_algorithm == "HS256":
+            key = self.secret_key.get_secret_value() if self.secret_key else ""
+            if len(key.encode()) < MIN_HMAC_KEY_BYTES:
+                problems.append(
+                    "KEYTURN_JWT_ALGORITHM=HS256 needs KEYTURN_SECRET_KEY of at least 32 bytes."
+                )
+        if self.session_ttl_seconds > self.session_max_age_seconds:
+            problems.append("KEYTURN_SESSION_TTL_SECONDS exceeds KEYTURN_SESSION_MAX_AGE_SECONDS.")
+        return problems
+
+    @property
+    def cookies_secure(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        if self.env == "production":
+            return True
+        origin = self.public_origin or self.effective_issuer
+        return origin.startswith("https://")

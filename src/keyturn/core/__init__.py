@@ -1,0 +1,1 @@
+"""Keyturn's rules, pure: no web framework, database, Redis or network."""

@@ -1,0 +1,106 @@
+"""Password hashing (Argon2id; bcrypt accepted for imports) and the password policy."""
+
+from __future__ import annotations
+
+import gzip
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import bcrypt
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+MIN_PASSWORD_LENGTH = 8
+# NIST SP 800-63B asks for at least 64; the cap only keeps a hash request bounded.
+MAX_PASSWORD_LENGTH = 1024
+_BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+# bcrypt reads at most 72 bytes; Node's bcrypt and bcryptjs silently cut there, so we do too.
+_BCRYPT_MAX_BYTES = 72
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Parameters:
+    memory_kib: int
+    time_cost: int
+    parallelism: int
+
+
+class PasswordHashing:
+    """Hashes new passwords with Argon2id; verifies Argon2 and bcrypt hashes."""
+
+    def __init__(self, parameters: Argon2Parameters) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=parameters.time_cost,
+            memory_cost=parameters.memory_kib,
+            parallelism=parameters.parallelism,
+            type=Type.ID,
+        )
+
+    def hash_password(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify_password(self, password_hash: str, password: str) -> bool:
+        """True when `password` matches; False for a mismatch or an unreadable hash."""
+        if password_hash.startswith(_BCRYPT_PREFIXES):
+            return _verify_bcrypt(password_hash, password)
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        if password_hash.startswith(_BCRYPT_PREFIXES):
+            return True
+        try:
+            return self._hasher.check_needs_rehash(password_hash)
+        except InvalidHashError:
+            return True
+
+
+def is_bcrypt_hash(password_hash: str) -> bool:
+    return password_hash.startswith(_BCRYPT_PREFIXES)
+
+
+def _verify_bcrypt(password_hash: str, password: str) -> bool:
+    # PHP writes $2y$, which is the same algorithm as $2b$.
+    normalized = "$2b$" + password_hash[4:] if password_hash.startswith("$2y$") else password_hash
+    try:
+        return bcrypt.checkpw(password.encode()[:_BCRYPT_MAX_BYTES], normalized.encode())
+    except ValueError:
+        return False
+
+
+@cache
+def common_passwords() -> frozenset[str]:
+    data = resources.files("keyturn.core").joinpath("data/common_passwords.txt.gz").read_bytes()
+    return frozenset(gzip.decompress(data).decode().split())
+
+
+def password_problems(
+    password: str, *, email: str | None = None, username: str | None = None
+) -> list[str]:
+    """Reasons the password is refused (NIST SP 800-63B §5.1.1.2); empty when it is fine.
+
+    No composition rules: length, a list of common passwords and the account's own names.
+    """
+    normalized = unicodedata.normalize("NFKC", password)
+    problems: list[str] = []
+    if len(normalized) < MIN_PASSWORD_LENGTH:
+        problems.append(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(normalized) > MAX_PASSWORD_LENGTH:
+        problems.append(f"The password must have at most {MAX_PASSWORD_LENGTH} characters.")
+    lowered = normalized.casefold()
+    if lowered in common_passwords():
+        problems.append("The password is one of the most commonly used passwords.")
+    elif len(set(lowered)) == 1 and normalized:
+        problems.append("The password repeats a single character.")
+    identities = {
+        name.casefold()
+        for name in (email, email.split("@", 1)[0] if email else None, username)
+        if name
+    }
+    if lowered in identities:
+        problems.append("The password must not be your email address or username.")
+    return problems

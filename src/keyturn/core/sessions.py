@@ -1,0 +1,52 @@
+"""Sessions: one per login, the `sid` of its access tokens, bounded by idle and absolute ages."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLifetimes:
+    idle: timedelta
+    absolute: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    user_id: str
+    created_at: datetime
+    last_used_at: datetime
+    idle_expires_at: datetime
+    absolute_expires_at: datetime
+    ended_at: datetime | None
+    remember_me: bool
+    user_agent: str | None
+    ip: str | None
+    client_id: str
+
+
+class SessionState(enum.Enum):
+    ACTIVE = "active"
+    ENDED = "ended"
+    EXPIRED = "expired"
+
+
+def session_state(session: Session, *, now: datetime) -> SessionState:
+    if session.ended_at is not None:
+        return SessionState.ENDED
+    if now >= session.idle_expires_at or now >= session.absolute_expires_at:
+        return SessionState.EXPIRED
+    return SessionState.ACTIVE
+
+
+def next_idle_expiry(*, now: datetime, idle: timedelta, absolute_expires_at: datetime) -> datetime:
+    """A refresh extends the session by its idle lifetime, never past its absolute end."""
+    return min(now + idle, absolute_expires_at)

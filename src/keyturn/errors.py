@@ -1,0 +1,195 @@
+"""Every refusal Keyturn makes, as an exception that knows its wire code and HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from keyturn import wire
+
+
+class KeyturnError(Exception):
+    """A request Keyturn refuses; str(exc) is the sentence shown to the caller."""
+
+    code: ClassVar[str] = wire.INTERNAL_ERROR
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Something went wrong on our side."
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        super().__init__(message or self.default_message)
+        self.extra = extra
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidRequestError(KeyturnError):
+    code = wire.INVALID_REQUEST
+    status = 400
+    default_message = "The request is malformed."
+
+
+class ValidationFailedError(KeyturnError):
+    code = wire.INVALID_REQUEST
+    status = 422
+    default_message = "The request has invalid fields."
+
+
+class PayloadTooLargeError(KeyturnError):
+    code = wire.PAYLOAD_TOO_LARGE
+    status = 413
+    default_message = "The request body is too large."
+
+
+class NotFoundError(KeyturnError):
+    code = wire.NOT_FOUND
+    status = 404
+    default_message = "There is nothing here."
+
+
+class ServiceUnavailableError(KeyturnError):
+    code = wire.SERVICE_UNAVAILABLE
+    status = 503
+    default_message = "A service Keyturn depends on is unavailable; try again shortly."
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class InvalidCredentialsError(KeyturnError):
+    code = wire.INVALID_CREDENTIALS
+    status = 401
+    default_message = "The email, username or password is incorrect."
+
+
+class AccountDisabledError(KeyturnError):
+    code = wire.ACCOUNT_DISABLED
+    status = 403
+    default_message = "This account is disabled."
+
+
+class TooManyRequestsError(KeyturnError):
+    code = wire.TOO_MANY_REQUESTS
+    status = 429
+    default_message = "Too many attempts; wait before trying again."
+
+    def __init__(self, message: str | None = None, *, retry_after_seconds: int) -> None:
+        super().__init__(message, retry_after=retry_after_seconds)
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class InvalidEmailError(KeyturnError):
+    code = wire.INVALID_EMAIL
+    status = 422
+    default_message = "The email address is not valid."
+
+
+class WeakPasswordError(KeyturnError):
+    code = wire.WEAK_PASSWORD
+    status = 422
+    default_message = "The password is too weak."
+
+
+class InvalidUsernameError(KeyturnError):
+    code = wire.INVALID_USERNAME
+    status = 422
+    default_message = "The username is not valid."
+
+
+class EmailTakenError(KeyturnError):
+    code = wire.EMAIL_TAKEN
+    status = 409
+    default_message = "An account with this email already exists."
+
+
+class UsernameTakenError(KeyturnError):
+    code = wire.USERNAME_TAKEN
+    status = 409
+    default_message = "This username is taken."
+
+
+class BearerTokenError(KeyturnError):
+    """A 401 on an access-protected route: carries WWW-Authenticate (RFC 6750 §3)."""
+
+    status = 401
+    rfc6750_error: ClassVar[str | None] = "invalid_token"
+
+    def headers(self) -> dict[str, str]:
+        if self.rfc6750_error is None:
+            return {"WWW-Authenticate": 'Bearer realm="keyturn"'}
+        description = self.message.replace('"', "'")
+        return {
+            "WWW-Authenticate": (
+                f'Bearer realm="keyturn", error="{self.rfc6750_error}", '
+                f'error_description="{description}"'
+            )
+        }
+
+
+class MissingTokenError(BearerTokenError):
+    code = wire.MISSING_TOKEN
+    rfc6750_error = None  # RFC 6750 §3.1: no error code when no credentials were sent
+    default_message = "This route needs an access token."
+
+
+class TokenExpiredError(BearerTokenError):
+    code = wire.TOKEN_EXPIRED
+    default_message = "The access token has expired; refresh it."
+
+
+class InvalidTokenError(BearerTokenError):
+    code = wire.INVALID_TOKEN
+    default_message = "The access token is invalid."
+
+
+class InsufficientRoleError(KeyturnError):
+    code = wire.INSUFFICIENT_ROLE
+    status = 403
+    default_message = "Your account lacks the role this route needs."
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="keyturn", error="insufficient_scope"'}
+
+
+class CsrfFailedError(KeyturnError):
+    code = wire.CSRF_FAILED
+    status = 403
+    default_message = "The CSRF token is missing or does not match."
+
+
+class InvalidRefreshTokenError(KeyturnError):
+    code = wire.INVALID_REFRESH_TOKEN
+    status = 401
+    default_message = "The refresh token is invalid."
+
+
+class RefreshTokenExpiredError(KeyturnError):
+    code = wire.REFRESH_TOKEN_EXPIRED
+    status = 401
+    default_message = "The refresh token has expired; log in again."
+
+
+class RefreshTokenReusedError(KeyturnError):
+    code = wire.REFRESH_TOKEN_REUSED
+    status = 401
+    default_message = (
+        "This refresh token was already used; the session has been ended to protect the account."
+    )
+
+
+class SessionNotFoundError(KeyturnError):
+    code = wire.SESSION_NOT_FOUND
+    status = 404
+    default_message = "No such session."
+
+
+class UserNotFoundError(KeyturnError):
+    code = wire.USER_NOT_FOUND
+    status = 404
+    default_message = "No such user."

@@ -1,0 +1,1 @@
+"""HTTP: FastAPI routes that translate between the wire and the services."""

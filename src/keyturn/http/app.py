@@ -1,0 +1,86 @@
+"""The ASGI application: routes, error handlers, the request envelope, start-up and shut-down."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from keyturn import __version__
+from keyturn.clock import Clock
+from keyturn.config import Settings
+from keyturn.http.client_ip import parse_networks
+from keyturn.http.middleware import RequestEnvelope
+from keyturn.http.problems import install_problem_handlers
+from keyturn.http.routes import admin, auth, discovery, health
+from keyturn.services.container import Services, build_services
+
+DESCRIPTION = """
+Keyturn issues short-lived JWT access tokens and rotating refresh tokens.
+
+* Send the access token as `Authorization: Bearer <token>`.
+* When a protected route answers 401 `token_expired`, call `POST /api/auth/refresh` once and retry.
+* Every error body is `{"error": <code>, "message": <sentence>}`.
+"""
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, services: Services | None = None
+) -> FastAPI:
+    """Build the application; services start with the app's lifespan."""
+    problems = settings.configuration_problems()
+    if problems:
+        raise ValueError(" ".join(problems))
+    services = services or build_services(settings, clock=clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(
+        title="Keyturn",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    app.state.services = services
+    app.state.trusted_networks = parse_networks(settings.trusted_proxies)
+    install_problem_handlers(app)
+    for router in (auth.router, admin.router, discovery.router, health.router):
+        app.include_router(router)
+    app.add_middleware(RequestEnvelope, max_body_bytes=settings.max_body_bytes)
+    _document_security(app)
+    return app
+
+
+def _document_security(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "oauth2": {
+                "type": "oauth2",
+                "flows": {"password": {"tokenUrl": "/oauth/token", "scopes": {}}},
+            },
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def app_from_environment() -> FastAPI:
+    """The factory `keyturn serve` hands to uvicorn: Settings from the environment."""
+    return create_app(Settings())

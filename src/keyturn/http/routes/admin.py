@@ -1,0 +1,88 @@
+"""/api/admin: users, their state and roles. Every route needs the admin role."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from keyturn import wire
+from keyturn.core.tokens import AccessClaims
+from keyturn.http.deps import BEARER_SECURITY, ContextDep, ServicesDep, requires_role
+from keyturn.http.schemas import AdminUserOut, Problem, RolesRequest, UserPage
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+Admin = Annotated[AccessClaims, Depends(requires_role(wire.ROLE_ADMIN))]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing, expired or invalid access token"},
+    403: {"model": Problem, "description": "insufficient_role"},
+    404: {"model": Problem, "description": "user_not_found"},
+}
+
+
+@router.get("/users", response_model=UserPage, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
+async def list_users(
+    _admin: Admin,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    email: Annotated[str | None, Query(max_length=320, description="part of the email")] = None,
+) -> UserPage:
+    """Users, oldest first, `limit` per page; `email` filters by a part of the address."""
+    found, total = await run_in_threadpool(
+        services.admin.list_users, limit=limit, offset=offset, email_contains=email or None
+    )
+    return UserPage(
+        users=[AdminUserOut.of(user) for user in found], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get(
+    "/users/{user_id}",
+    response_model=AdminUserOut,
+    responses=_ERRORS,
+    openapi_extra=BEARER_SECURITY,
+)
+async def get_user(user_id: str, _admin: Admin, services: ServicesDep) -> AdminUserOut:
+    """One user by id."""
+    user = await run_in_threadpool(services.admin.find_user, user_id[:64])
+    return AdminUserOut.of(user)
+
+
+@router.post(
+    "/users/{user_id}/disable", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY
+)
+async def disable_user(
+    user_id: str, _admin: Admin, services: ServicesDep, context: ContextDep
+) -> Response:
+    """Disable a user: their sessions and access tokens stop working at once."""
+    await run_in_threadpool(services.admin.set_disabled, user_id[:64], True, context=context)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/users/{user_id}/enable", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY
+)
+async def enable_user(
+    user_id: str, _admin: Admin, services: ServicesDep, context: ContextDep
+) -> Response:
+    """Let a disabled user log in again."""
+    await run_in_threadpool(services.admin.set_disabled, user_id[:64], False, context=context)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/users/{user_id}/roles",
+    response_model=AdminUserOut,
+    responses=_ERRORS,
+    openapi_extra=BEARER_SECURITY,
+)
+async def set_roles(
+    user_id: str, body: RolesRequest, _admin: Admin, services: ServicesDep, context: ContextDep
+) -> AdminUserOut:
+    """Replace a user's roles (`user` is always kept); their sessions end."""
+    user = await run_in_threadpool(
+        services.admin.set_roles, user_id[:64], tuple(body.roles), context=context
+    )
+    return AdminUserOut.of(user)

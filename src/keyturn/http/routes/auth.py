@@ -1,0 +1,190 @@
+"""/api/auth: register, login, me, refresh, logout, sessions, password."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from keyturn import errors
+from keyturn.http.deps import BEARER_SECURITY, Claims, ContextDep, ServicesDep, access_claims
+from keyturn.http.schemas import (
+    LoginRequest,
+    LoginResponse,
+    LogoutRequest,
+    PasswordChangeRequest,
+    Problem,
+    RefreshRequest,
+    RegisterRequest,
+    SessionList,
+    SessionOut,
+    TokenPair,
+    UserEnvelope,
+    UserOut,
+)
+from keyturn.services.auth import IssuedTokens
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "Malformed request"},
+    401: {"model": Problem, "description": "Missing, expired or invalid credentials"},
+    422: {"model": Problem, "description": "Invalid fields"},
+    503: {"model": Problem, "description": "A dependency is unavailable"},
+}
+
+
+def token_pair(issued: IssuedTokens) -> dict[str, object]:
+    return {
+        "access_token": issued.access_token,
+        "refresh_token": issued.refresh_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+    }
+
+
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=UserEnvelope,
+    responses={**_ERRORS, 409: {"model": Problem, "description": "Email or username taken"}},
+)
+async def register(
+    body: RegisterRequest, services: ServicesDep, context: ContextDep
+) -> UserEnvelope:
+    """Create an account. 409 `email_taken`/`username_taken`; 422 `invalid_email`,
+    `invalid_username` or `weak_password`, with `reasons`."""
+    user = await run_in_threadpool(
+        services.accounts.register,
+        email=body.email,
+        password=body.password,
+        username=body.username,
+        context=context,
+    )
+    return UserEnvelope(user=UserOut.of(user))
+
+
+@router.post(
+    "/login",
+    response_model=LoginResponse,
+    responses={**_ERRORS, 429: {"model": Problem, "description": "Too many failed logins"}},
+)
+async def login(
+    body: LoginRequest, services: ServicesDep, context: ContextDep, response: Response
+) -> LoginResponse:
+    """Exchange an email (or username) and password for tokens.
+
+    401 `invalid_credentials` whether or not the account exists; 429 with `Retry-After`
+    past `KEYTURN_LOGIN_MAX_FAILURES` failures; 403 `account_disabled`.
+    """
+    issued = await run_in_threadpool(
+        services.auth.login,
+        identifier=body.identifier,
+        password=body.password,
+        remember_me=body.remember_me,
+        context=context,
+    )
+    response.headers.update(NO_STORE)
+    return LoginResponse(**token_pair(issued), user=UserOut.of(issued.user))
+
+
+@router.get("/me", response_model=UserEnvelope, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
+async def me(claims: Claims, services: ServicesDep) -> UserEnvelope:
+    """The caller's account."""
+    user = services.auth.cached_user(claims.subject)
+    if user is None:
+        user = await run_in_threadpool(services.auth.load_user, claims.subject)
+    return UserEnvelope(user=UserOut.of(user))
+
+
+@router.post("/refresh", response_model=TokenPair, responses=_ERRORS)
+async def refresh(
+    services: ServicesDep,
+    context: ContextDep,
+    response: Response,
+    body: Annotated[RefreshRequest | None, Body()] = None,
+) -> TokenPair:
+    """Rotate a refresh token: a new access token and a new refresh token.
+
+    401 `invalid_refresh_token`, `refresh_token_expired`, or `refresh_token_reused` (the
+    session has been ended: the token was used before, beyond the grace window).
+    """
+    if body is None or body.refresh_token is None:
+        raise errors.InvalidRefreshTokenError("Send the refresh token as `refresh_token`.")
+    issued = await run_in_threadpool(services.auth.refresh, body.refresh_token, context=context)
+    response.headers.update(NO_STORE)
+    return TokenPair(**token_pair(issued))
+
+
+@router.post("/logout", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
+async def logout(
+    request: Request,
+    services: ServicesDep,
+    context: ContextDep,
+    body: Annotated[LogoutRequest | None, Body()] = None,
+) -> Response:
+    """End this session: its refresh token and access tokens stop working at once, on
+    every instance. Authenticate with the access token, or send the refresh token."""
+    refresh_token = body.refresh_token if body else None
+    claims = None
+    try:
+        claims = await access_claims(request)
+    except errors.BearerTokenError:
+        # An expired or missing access token is fine when the refresh token names the session.
+        if refresh_token is None:
+            raise
+    await run_in_threadpool(
+        services.auth.logout, claims=claims, refresh_token=refresh_token, context=context
+    )
+    return Response(status_code=204)
+
+
+@router.post("/logout-all", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
+async def logout_all(claims: Claims, services: ServicesDep, context: ContextDep) -> Response:
+    """End every session of the caller."""
+    await run_in_threadpool(services.auth.logout_all, claims.subject, context=context)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/sessions", response_model=SessionList, responses=_ERRORS, openapi_extra=BEARER_SECURITY
+)
+async def sessions(claims: Claims, services: ServicesDep) -> SessionList:
+    """The caller's live sessions, most recently used first; `current` marks this one."""
+    found = await run_in_threadpool(services.auth.list_sessions, claims.subject)
+    return SessionList(
+        sessions=[SessionOut.of(session, current_session_id=claims.session_id) for session in found]
+    )
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=204,
+    responses={**_ERRORS, 404: {"model": Problem, "description": "Not a session of yours"}},
+    openapi_extra=BEARER_SECURITY,
+)
+async def end_session(
+    session_id: str, claims: Claims, services: ServicesDep, context: ContextDep
+) -> Response:
+    """End one of the caller's sessions (404 `session_not_found` for anyone else's)."""
+    if len(session_id) > 64:
+        raise errors.SessionNotFoundError()
+    await run_in_threadpool(services.auth.end_session, claims.subject, session_id, context=context)
+    return Response(status_code=204)
+
+
+@router.post("/password", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
+async def change_password(
+    body: PasswordChangeRequest, claims: Claims, services: ServicesDep, context: ContextDep
+) -> Response:
+    """Change the password; every other session of the caller ends."""
+    await run_in_threadpool(
+        services.auth.change_password,
+        claims,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        context=context,
+    )
+    return Response(status_code=204)

@@ -1,0 +1,173 @@
+"""Request and response bodies as the OpenAPI document shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from keyturn.core.sessions import Session
+from keyturn.storage.users import UserRecord
+
+
+def _printable(value: str) -> str:
+    """Refuse NUL, other control characters and lone surrogates: a database chokes on them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError("contains characters that are not valid Unicode") from error
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError("contains control characters")
+    return value
+
+
+def _encodable(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError("contains characters that are not valid Unicode") from error
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_printable)]
+Password = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_encodable)]
+TokenText = Annotated[str, Field(min_length=1, max_length=8192), AfterValidator(_printable)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class RegisterRequest(Strict):
+    email: Annotated[Text, Field(max_length=320)]
+    password: Password
+    username: Annotated[Text, Field(max_length=64)] | None = None
+
+
+class LoginRequest(Strict):
+    email: Annotated[Text, Field(max_length=320)] | None = None
+    username: Annotated[Text, Field(max_length=64)] | None = None
+    password: Password
+    remember_me: bool = True
+
+    @model_validator(mode="after")
+    def _one_identifier(self) -> LoginRequest:
+        if not (self.email or self.username):
+            raise ValueError("give an email or a username")
+        return self
+
+    @property
+    def identifier(self) -> str:
+        return self.email or self.username or ""
+
+
+class RefreshRequest(Strict):
+    refresh_token: TokenText | None = None
+
+
+class LogoutRequest(Strict):
+    refresh_token: TokenText | None = None
+
+
+class PasswordChangeRequest(Strict):
+    current_password: Password
+    new_password: Password
+
+
+class RolesRequest(Strict):
+    roles: list[Annotated[Text, Field(max_length=32)]] = Field(max_length=16)
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    username: str | None
+    roles: list[str]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: UserRecord) -> UserOut:
+        return cls(
+            id=user.id,
+            email=user.email,
+            username=user.username,
+            roles=list(user.roles),
+            created_at=user.created_at,
+        )
+
+
+class AdminUserOut(UserOut):
+    disabled: bool
+
+    @classmethod
+    def of(cls, user: UserRecord) -> AdminUserOut:
+        return cls(
+            id=user.id,
+            email=user.email,
+            username=user.username,
+            roles=list(user.roles),
+            created_at=user.created_at,
+            disabled=user.is_disabled,
+        )
+
+
+class UserEnvelope(BaseModel):
+    user: UserOut
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+
+
+class LoginResponse(TokenPair):
+    user: UserOut
+
+
+class CookieLoginResponse(BaseModel):
+    token_type: str = "cookie"
+    expires_in: int
+    user: UserOut
+
+
+class SessionOut(BaseModel):
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip: str | None
+    current: bool
+
+    @classmethod
+    def of(cls, session: Session, *, current_session_id: str) -> SessionOut:
+        return cls(
+            id=session.id,
+            created_at=session.created_at,
+            last_used_at=session.last_used_at,
+            expires_at=min(session.idle_expires_at, session.absolute_expires_at),
+            user_agent=session.user_agent,
+            ip=session.ip,
+            current=session.id == current_session_id,
+        )
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionOut]
+
+
+class UserPage(BaseModel):
+    users: list[AdminUserOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Problem(BaseModel):
+    error: str
+    message: str

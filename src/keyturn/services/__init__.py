@@ -1,0 +1,1 @@
+"""Use cases over core rules, storage and shared state."""

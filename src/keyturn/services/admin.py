@@ -1,0 +1,93 @@
+"""Administration: listing users, disabling and enabling them, changing their roles."""
+
+from __future__ import annotations
+
+from keyturn import errors
+from keyturn.clock import Clock
+from keyturn.services.accounts import check_roles
+from keyturn.services.audit import AuditTrail
+from keyturn.services.context import NO_CONTEXT, RequestContext
+from keyturn.services.revocation import RevocationService
+from keyturn.storage import users as user_store
+from keyturn.storage.db import Database
+from keyturn.storage.users import UserRecord
+
+MAX_PAGE_SIZE = 200
+
+
+class AdminService:
+    def __init__(
+        self, database: Database, clock: Clock, *, revocation: RevocationService, audit: AuditTrail
+    ) -> None:
+        self._database = database
+        self._clock = clock
+        self._revocation = revocation
+        self._audit = audit
+
+    def list_users(
+        self, *, limit: int = 50, offset: int = 0, email_contains: str | None = None
+    ) -> tuple[list[UserRecord], int]:
+        """A page of users (oldest first) and the number that match `email_contains`."""
+        with self._database.snapshot() as connection:
+            return user_store.list_users(
+                connection,
+                limit=max(1, min(limit, MAX_PAGE_SIZE)),
+                offset=max(0, offset),
+                email_contains=email_contains,
+            )
+
+    def find_user(self, reference: str) -> UserRecord:
+        """By id, email or username; raises UserNotFoundError."""
+        with self._database.snapshot() as connection:
+            user = user_store.find_user_by_id(
+                connection, reference
+            ) or user_store.find_user_by_login(connection, reference)
+        if user is None:
+            raise errors.UserNotFoundError()
+        return user
+
+    def set_disabled(
+        self, user_id: str, disabled: bool, *, context: RequestContext = NO_CONTEXT
+    ) -> None:
+        """Disable (ending every session and access token at once) or enable a user."""
+        now = self._clock.now()
+        with self._database.transaction() as connection:
+            if not user_store.set_disabled(
+                connection, user_id, disabled_at=now if disabled else None, now=now
+            ):
+                raise errors.UserNotFoundError()
+            ended = self._revocation.user_changed(connection, user_id)
+            if disabled:
+                ended += self._revocation.end_user_sessions(
+                    connection, user_id, reason="user_disabled"
+                )
+            self._audit.record(
+                connection,
+                "user_disabled" if disabled else "user_enabled",
+                user_id=user_id,
+                context=context,
+            )
+        self._revocation.publish(ended)
+
+    def set_roles(
+        self, user_id: str, roles: tuple[str, ...], *, context: RequestContext = NO_CONTEXT
+    ) -> UserRecord:
+        """Replace the user's roles; their sessions end so no token carries the old roles."""
+        roles = check_roles(roles)
+        now = self._clock.now()
+        with self._database.transaction() as connection:
+            if not user_store.set_roles(connection, user_id, roles, now=now):
+                raise errors.UserNotFoundError()
+            ended = self._revocation.user_changed(connection, user_id)
+            ended += self._revocation.end_user_sessions(connection, user_id, reason="roles_changed")
+            self._audit.record(
+                connection,
+                "roles_changed",
+                user_id=user_id,
+                context=context,
+                detail={"roles": list(roles)},
+            )
+            user = user_store.find_user_by_id(connection, user_id)
+        self._revocation.publish(ended)
+        assert user is not None  # noqa: S101 - updated above in this transaction
+        return user

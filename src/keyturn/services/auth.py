@@ -1,0 +1,485 @@
+"""Logging in, refreshing with rotation and theft detection, checking access tokens, logging out."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from keyturn import errors, wire
+from keyturn.clock import Clock
+from keyturn.config import Settings
+from keyturn.core.passwords import PasswordHashing
+from keyturn.core.refresh import (
+    RefreshVerdict,
+    hash_refresh_token,
+    is_refresh_token_shaped,
+    judge_refresh,
+    new_refresh_token,
+    open_successor,
+    seal_successor,
+)
+from keyturn.core.sessions import (
+    Session,
+    SessionLifetimes,
+    SessionState,
+    new_session_id,
+    next_idle_expiry,
+    session_state,
+)
+from keyturn.core.tokens import (
+    AccessClaims,
+    UnknownKeyError,
+    VerifiedTokenCache,
+    mint_access_token,
+    verify_access_token,
+)
+from keyturn.services.accounts import check_password
+from keyturn.services.audit import AuditTrail
+from keyturn.services.context import NO_CONTEXT, RequestContext
+from keyturn.services.keyring import KeyringService
+from keyturn.services.revocation import RevocationService
+from keyturn.state.memory import BoundedTtlCache
+from keyturn.state.protocols import RateLimiter
+from keyturn.storage import sessions as session_store
+from keyturn.storage import users as user_store
+from keyturn.storage.db import Database
+from keyturn.storage.revocations import Revocation
+from keyturn.storage.users import UserRecord
+
+_JITTER_STEPS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    claims: AccessClaims
+    user: UserRecord
+    remember_me: bool
+
+
+class AuthService:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        clock: Clock,
+        *,
+        keyring: KeyringService,
+        hashing: PasswordHashing,
+        limiter: RateLimiter,
+        revocation: RevocationService,
+        audit: AuditTrail,
+        user_cache: BoundedTtlCache[str, UserRecord],
+    ) -> None:
+        self._settings = settings
+        self._database = database
+        self._clock = clock
+        self._keyring = keyring
+        self._hashing = hashing
+        self._limiter = limiter
+        self._revocation = revocation
+        self._audit = audit
+        self._user_cache = user_cache
+        self._token_cache = VerifiedTokenCache(settings.token_cache_size)
+        self._issuer = settings.effective_issuer
+        self._grace = timedelta(seconds=settings.refresh_reuse_grace_seconds)
+        self._login_window = timedelta(seconds=settings.login_window_seconds)
+        # Unknown accounts are checked against this hash so they cost what known ones do.
+        self._dummy_hash = hashing.hash_password(secrets.token_urlsafe(16))
+        self.key_reload_wanted = False
+
+    # Access tokens: the check every protected request runs.
+
+    def authenticate(self, access_token: str) -> AccessClaims:
+        """The claims of a valid, unrevoked access token. No I/O.
+
+        Raises TokenExpiredError, InvalidTokenError, or ServiceUnavailableError when the
+        revocation list cannot be trusted.
+        """
+        self._revocation.ensure_fresh()
+        now = self._clock.timestamp()
+        claims = self._token_cache.get(access_token, now=now)
+        if claims is None:
+            try:
+                claims = verify_access_token(
+                    access_token,
+                    keyring=self._keyring.ring,
+                    issuer=self._issuer,
+                    audience=self._settings.audience,
+                    now=now,
+                )
+            except UnknownKeyError:
+                self.key_reload_wanted = True  # the upkeep loop reloads keys soon
+                raise
+            self._token_cache.put(access_token, claims)
+        if self._revocation.revocations.is_revoked(claims.session_id, claims.token_id):
+            raise errors.InvalidTokenError("The session of this access token has ended.")
+        return claims
+
+    def cached_user(self, user_id: str) -> UserRecord | None:
+        return self._user_cache.get(user_id)
+
+    def load_user(self, user_id: str) -> UserRecord:
+        """The user behind a verified token; raises InvalidTokenError for a gone or disabled one."""
+        with self._database.snapshot() as connection:
+            user = user_store.find_user_by_id(connection, user_id)
+        if user is None or user.is_disabled:
+            raise errors.InvalidTokenError("The account of this access token is not active.")
+        self._user_cache.put(user_id, user)
+        return user
+
+    # Login.
+
+    def login(
+        self,
+        *,
+        identifier: str,
+        password: str,
+        remember_me: bool = True,
+        context: RequestContext = NO_CONTEXT,
+    ) -> IssuedTokens:
+        """Check the password and open a session.
+
+        Raises TooManyRequestsError past the failure limit (even for the right password),
+        InvalidCredentialsError (the same for unknown accounts), AccountDisabledError.
+        """
+        limit = self._settings.login_max_failures
+        counters = self._login_counters(identifier, context)
+        for key in counters:
+            wait = self._limiter.blocked_for(key, limit=limit, window=self._login_window)
+            if wait is not None:
+                self._record_event("login_locked", context=context)
+                raise errors.TooManyRequestsError(
+                    f"Too many failed logins; try again in {wait} seconds.",
+                    retry_after_seconds=wait,
+                )
+        with self._database.snapshot() as connection:
+            user = user_store.find_user_by_login(connection, identifier)
+        if user is None:
+            self._hashing.verify_password(self._dummy_hash, password)
+            matched = False
+        else:
+            matched = self._hashing.verify_password(user.password_hash, password)
+        if not matched:
+            for key in counters:
+                self._limiter.hit(key, limit=limit, window=self._login_window)
+            self._record_event("login_failed", user_id=user.id if user else None, context=context)
+            raise errors.InvalidCredentialsError()
+        assert user is not None  # noqa: S101 - matched implies a user
+        if user.is_disabled:
+            raise errors.AccountDisabledError()
+        upgraded_hash = (
+            self._hashing.hash_password(password)
+            if self._hashing.needs_rehash(user.password_hash)
+            else None
+        )
+        self._limiter.reset(counters[0])
+        return self._open_session(
+            user, remember_me=remember_me, context=context, upgraded_hash=upgraded_hash
+        )
+
+    def _login_counters(self, identifier: str, context: RequestContext) -> list[str]:
+        counters = ["login:account:" + identifier.strip().casefold()[:160]]
+        if context.ip:
+            counters.append("login:ip:" + context.ip)
+        return counters
+
+    def _open_session(
+        self,
+        user: UserRecord,
+        *,
+        remember_me: bool,
+        context: RequestContext,
+        upgraded_hash: str | None,
+    ) -> IssuedTokens:
+        now = self._clock.now()
+        lifetimes = self._lifetimes(remember_me)
+        session = Session(
+            id=new_session_id(),
+            user_id=user.id,
+            created_at=now,
+            last_used_at=now,
+            idle_expires_at=now + lifetimes.idle,
+            absolute_expires_at=now + lifetimes.absolute,
+            ended_at=None,
+            remember_me=remember_me,
+            user_agent=(context.user_agent or "")[:512] or None,
+            ip=context.ip,
+            client_id=context.client_id or wire.DEFAULT_CLIENT_ID,
+        )
+        refresh_token = new_refresh_token()
+        with self._database.transaction() as connection:
+            if upgraded_hash is not None:
+                user_store.set_password_hash(connection, user.id, upgraded_hash, now=now)
+            session_store.insert_session(connection, session)
+            session_store.insert_refresh_token(
+                connection,
+                session_id=session.id,
+                token_hash=hash_refresh_token(refresh_token),
+                now=now,
+                expires_at=session.idle_expires_at,
+            )
+            self._audit.record(
+                connection,
+                "login_succeeded",
+                user_id=user.id,
+                session_id=session.id,
+                context=context,
+            )
+        self._user_cache.put(user.id, user)
+        return self._issue(
+            user,
+            session_id=session.id,
+            client_id=session.client_id,
+            refresh_token=refresh_token,
+            remember_me=remember_me,
+        )
+
+    def _lifetimes(self, remember_me: bool) -> SessionLifetimes:
+        idle = (
+            self._settings.refresh_ttl_seconds
+            if remember_me
+            else self._settings.session_ttl_seconds
+        )
+        absolute = self._settings.session_max_age_seconds
+        return SessionLifetimes(
+            idle=timedelta(seconds=min(idle, absolute)), absolute=timedelta(seconds=absolute)
+        )
+
+    def _issue(
+        self,
+        user: UserRecord,
+        *,
+        session_id: str,
+        client_id: str,
+        refresh_token: str,
+        remember_me: bool,
+    ) -> IssuedTokens:
+        now = self._clock.now()
+        ttl = self._settings.access_ttl_seconds
+        # Spread expiries a little so a crowd of clients does not refresh in the same second.
+        jitter = self._settings.access_ttl_jitter * secrets.randbelow(_JITTER_STEPS) / _JITTER_STEPS
+        lifetime = timedelta(seconds=max(1, round(ttl * (1 - jitter))))
+        access_token, claims = mint_access_token(
+            key=self._keyring.ring.signing_key(now=now),
+            issuer=self._issuer,
+            audience=self._settings.audience,
+            subject=user.id,
+            session_id=session_id,
+            roles=user.roles,
+            client_id=client_id,
+            now=now,
+            lifetime=lifetime,
+        )
+        return IssuedTokens(
+            access_token=access_token,
+            refresh_token=refresh_token,
+            expires_in=int(lifetime.total_seconds()),
+            claims=claims,
+            user=user,
+            remember_me=remember_me,
+        )
+
+    # Refresh.
+
+    def refresh(self, refresh_token: str, *, context: RequestContext = NO_CONTEXT) -> IssuedTokens:
+        """Rotate a refresh token.
+
+        Within the grace window a rotated token gets the same successor again (concurrent
+        tabs, retries); after it, the whole session ends. Raises InvalidRefreshTokenError,
+        RefreshTokenExpiredError, RefreshTokenReusedError (after committing the revocation).
+        """
+        if not is_refresh_token_shaped(refresh_token):
+            raise errors.InvalidRefreshTokenError()
+        now = self._clock.now()
+        ended: list[Revocation] = []
+        successor: str | None = None
+        with self._database.transaction() as connection:
+            found = session_store.find_refresh_token(connection, hash_refresh_token(refresh_token))
+            if found is None:
+                raise errors.InvalidRefreshTokenError()
+            stored, session = found
+            state = session_state(session, now=now)
+            if state is SessionState.ENDED:
+                raise errors.InvalidRefreshTokenError(
+                    "The session of this refresh token has ended."
+                )
+            if state is SessionState.EXPIRED:
+                raise errors.RefreshTokenExpiredError()
+            user = user_store.find_user_by_id(connection, session.user_id)
+            if user is None or user.is_disabled:
+                raise errors.InvalidRefreshTokenError("The account is not active.")
+            verdict = judge_refresh(stored, now=now, grace=self._grace)
+            if verdict is RefreshVerdict.ROTATE:
+                successor = new_refresh_token()
+                if session_store.mark_rotated(
+                    connection,
+                    stored.id,
+                    now=now,
+                    sealed_successor=seal_successor(refresh_token, successor),
+                ):
+                    idle_expires_at = next_idle_expiry(
+                        now=now,
+                        idle=self._lifetimes(session.remember_me).idle,
+                        absolute_expires_at=session.absolute_expires_at,
+                    )
+                    session_store.insert_refresh_token(
+                        connection,
+                        session_id=session.id,
+                        token_hash=hash_refresh_token(successor),
+                        now=now,
+                        expires_at=idle_expires_at,
+                    )
+                    session_store.touch_session(
+                        connection, session.id, now=now, idle_expires_at=idle_expires_at
+                    )
+                else:  # a concurrent request rotated it first; judge what it left behind
+                    stored = session_store.refetch_refresh_token(connection, stored.id)
+                    verdict = judge_refresh(stored, now=now, grace=self._grace)
+                    successor = None
+            if verdict is RefreshVerdict.WITHIN_GRACE and stored.sealed_successor is not None:
+                successor = open_successor(refresh_token, stored.sealed_successor)
+            if verdict is RefreshVerdict.EXPIRED:
+                raise errors.RefreshTokenExpiredError()
+            if verdict is RefreshVerdict.REUSED or successor is None:
+                ended = self._revocation.end_sessions(
+                    connection, [session.id], reason="refresh_token_reused"
+                )
+                self._audit.record(
+                    connection,
+                    "refresh_token_reused",
+                    user_id=user.id,
+                    session_id=session.id,
+                    context=context,
+                )
+        # Out of the transaction: the revocation above is committed before we answer.
+        if successor is None:
+            self._revocation.publish(ended)
+            raise errors.RefreshTokenReusedError()
+        return self._issue(
+            user,
+            session_id=session.id,
+            client_id=session.client_id,
+            refresh_token=successor,
+            remember_me=session.remember_me,
+        )
+
+    # Logout and sessions.
+
+    def session_of_refresh_token(self, refresh_token: str) -> Session | None:
+        if not is_refresh_token_shaped(refresh_token):
+            return None
+        with self._database.snapshot() as connection:
+            found = session_store.find_refresh_token(connection, hash_refresh_token(refresh_token))
+        return found[1] if found else None
+
+    def logout(
+        self,
+        *,
+        claims: AccessClaims | None = None,
+        refresh_token: str | None = None,
+        context: RequestContext = NO_CONTEXT,
+    ) -> None:
+        """End the session named by the access token or the refresh token (both: both, when
+        they belong to the same user). Raises InvalidRefreshTokenError for an unknown one."""
+        session_ids: list[str] = []
+        user_id = claims.subject if claims else None
+        if claims is not None:
+            session_ids.append(claims.session_id)
+        if refresh_token is not None:
+            session = self.session_of_refresh_token(refresh_token)
+            if session is None:
+                if claims is None:
+                    raise errors.InvalidRefreshTokenError()
+            elif user_id is None or session.user_id == user_id:
+                session_ids.append(session.id)
+                user_id = session.user_id
+        with self._database.transaction() as connection:
+            ended = self._revocation.end_sessions(connection, session_ids, reason="logout")
+            for revocation in ended:
+                self._audit.record(
+                    connection,
+                    "logout",
+                    user_id=user_id,
+                    session_id=revocation.subject,
+                    context=context,
+                )
+        self._revocation.publish(ended)
+
+    def logout_all(self, user_id: str, *, context: RequestContext = NO_CONTEXT) -> None:
+        """End every session of the user."""
+        with self._database.transaction() as connection:
+            ended = self._revocation.end_user_sessions(connection, user_id, reason="logout_all")
+            self._audit.record(
+                connection,
+                "logout_all",
+                user_id=user_id,
+                context=context,
+                detail={"sessions": len(ended)},
+            )
+        self._revocation.publish(ended)
+
+    def list_sessions(self, user_id: str) -> list[Session]:
+        with self._database.snapshot() as connection:
+            return session_store.list_live_sessions(connection, user_id, now=self._clock.now())
+
+    def end_session(
+        self, user_id: str, session_id: str, *, context: RequestContext = NO_CONTEXT
+    ) -> None:
+        """End one of the user's own sessions; SessionNotFoundError for anyone else's."""
+        with self._database.transaction() as connection:
+            session = session_store.find_session(connection, session_id)
+            if session is None or session.user_id != user_id:
+                raise errors.SessionNotFoundError()
+            if session_state(session, now=self._clock.now()) is not SessionState.ACTIVE:
+                raise errors.SessionNotFoundError()
+            ended = self._revocation.end_sessions(connection, [session_id], reason="revoked")
+            self._audit.record(
+                connection,
+                "session_revoked",
+                user_id=user_id,
+                session_id=session_id,
+                context=context,
+            )
+        self._revocation.publish(ended)
+
+    def change_password(
+        self,
+        claims: AccessClaims,
+        *,
+        current_password: str,
+        new_password: str,
+        context: RequestContext = NO_CONTEXT,
+    ) -> None:
+        """Replace the password and end the user's other sessions.
+
+        Raises InvalidCredentialsError for a wrong current password, WeakPasswordError.
+        """
+        user = self.load_user(claims.subject)
+        if not self._hashing.verify_password(user.password_hash, current_password):
+            raise errors.InvalidCredentialsError("The current password is incorrect.")
+        check_password(new_password, email=user.email, username=user.username)
+        new_hash = self._hashing.hash_password(new_password)
+        with self._database.transaction() as connection:
+            user_store.set_password_hash(connection, user.id, new_hash, now=self._clock.now())
+            ended = self._revocation.end_user_sessions(
+                connection, user.id, reason="password_changed", keep=claims.session_id
+            )
+            ended += self._revocation.user_changed(connection, user.id)
+            self._audit.record(
+                connection,
+                "password_changed",
+                user_id=user.id,
+                session_id=claims.session_id,
+                context=context,
+            )
+        self._revocation.publish(ended)
+
+    def _record_event(
+        self, event: str, *, user_id: str | None = None, context: RequestContext
+    ) -> None:
+        with self._database.transaction() as connection:
+            self._audit.record(connection, event, user_id=user_id, context=context)

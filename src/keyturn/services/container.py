@@ -1,0 +1,106 @@
+"""Wires the services of one Keyturn process together from Settings and a Clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from anyio import to_thread
+
+from keyturn.clock import Clock, SystemClock
+from keyturn.config import Settings
+from keyturn.core.passwords import Argon2Parameters, PasswordHashing
+from keyturn.services.accounts import AccountService
+from keyturn.services.admin import AdminService
+from keyturn.services.audit import AuditTrail
+from keyturn.services.auth import AuthService
+from keyturn.services.keyring import KeyringService
+from keyturn.services.revocation import RevocationService
+from keyturn.services.upkeep import Upkeep
+from keyturn.state.database import DatabaseRateLimiter
+from keyturn.state.memory import BoundedTtlCache, RevocationList
+from keyturn.state.protocols import RateLimiter
+from keyturn.storage.db import Database
+from keyturn.storage.migrations import upgrade_database
+from keyturn.storage.users import UserRecord
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    database: Database
+    keyring: KeyringService
+    accounts: AccountService
+    auth: AuthService
+    admin: AdminService
+    revocation: RevocationService
+    limiter: RateLimiter
+    upkeep: Upkeep
+    extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        """Apply pending migrations, load keys (creating the first), catch up with the
+        revocation feed, start upkeep."""
+        await to_thread.run_sync(upgrade_database, self.database)
+        await to_thread.run_sync(self.keyring.ensure_signing_key)
+        await to_thread.run_sync(self.revocation.sync_now)
+        self.upkeep.start()
+
+    def readiness_probes(self) -> dict[str, Callable[[], None]]:
+        """Blocking checks by dependency name; each raises ServiceUnavailableError."""
+        return {"database": self.database.ping, **self.extra_probes}
+
+    async def stop(self) -> None:
+        await self.upkeep.stop()
+        self.database.dispose()
+
+
+def password_hashing(settings: Settings) -> PasswordHashing:
+    return PasswordHashing(
+        Argon2Parameters(
+            memory_kib=settings.argon2_memory_kib,
+            time_cost=settings.argon2_time_cost,
+            parallelism=settings.argon2_parallelism,
+        )
+    )
+
+
+def build_services(
+    settings: Settings, *, clock: Clock | None = None, database: Database | None = None
+) -> Services:
+    clock = clock or SystemClock()
+    database = database or Database(settings.database_url)
+    hashing = password_hashing(settings)
+    audit = AuditTrail(clock)
+    user_cache: BoundedTtlCache[str, UserRecord] = BoundedTtlCache(
+        max_entries=settings.user_cache_size, ttl_seconds=settings.user_cache_seconds
+    )
+    revocation = RevocationService(
+        settings, database, clock, revocations=RevocationList(), user_cache=user_cache
+    )
+    keyring = KeyringService(settings, database, clock)
+    limiter = DatabaseRateLimiter(database, clock)
+    auth = AuthService(
+        settings,
+        database,
+        clock,
+        keyring=keyring,
+        hashing=hashing,
+        limiter=limiter,
+        revocation=revocation,
+        audit=audit,
+        user_cache=user_cache,
+    )
+    return Services(
+        settings=settings,
+        clock=clock,
+        database=database,
+        keyring=keyring,
+        accounts=AccountService(database, hashing, audit, clock),
+        auth=auth,
+        admin=AdminService(database, clock, revocation=revocation, audit=audit),
+        revocation=revocation,
+        limiter=limiter,
+        upkeep=Upkeep(settings, database, clock, revocation=revocation, keyring=keyring, auth=auth),
+    )

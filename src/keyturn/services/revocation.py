@@ -1,0 +1,133 @@
+"""Ending sessions, and making every instance refuse their access tokens within a second.
+
+The database's revocations table is the feed: a write records the ended session in the same
+transaction as the end itself; this process learns of it at once, every other process within
+one poll. Hooks (Redis pub/sub) may shorten that further. An access check refuses to run on a
+list older than `revocation_max_staleness_seconds`: fail closed, never open.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+from sqlalchemy.engine import Connection
+
+from keyturn.clock import Clock
+from keyturn.config import Settings
+from keyturn.core.tokens import CLOCK_SKEW_SECONDS
+from keyturn.errors import ServiceUnavailableError
+from keyturn.state.memory import BoundedTtlCache, RevocationList
+from keyturn.storage import revocations as revocation_store
+from keyturn.storage import sessions as session_store
+from keyturn.storage.db import Database
+from keyturn.storage.revocations import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
+from keyturn.storage.users import UserRecord
+
+logger = logging.getLogger("keyturn.revocation")
+
+RevocationHook = Callable[[list[Revocation]], None]
+
+
+class RevocationService:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        clock: Clock,
+        *,
+        revocations: RevocationList,
+        user_cache: BoundedTtlCache[str, UserRecord],
+    ) -> None:
+        self._settings = settings
+        self._database = database
+        self._clock = clock
+        self.revocations = revocations
+        self._user_cache = user_cache
+        self._coverage = timedelta(seconds=settings.access_ttl_seconds + CLOCK_SKEW_SECONDS)
+        self.hooks: list[RevocationHook] = []
+
+    # Writing, inside the caller's transaction.
+
+    def end_sessions(
+        self, connection: Connection, session_ids: Iterable[str], *, reason: str
+    ) -> list[Revocation]:
+        """End each session still live; return what must be published after commit."""
+        now = self._clock.now()
+        ended: list[Revocation] = []
+        for session_id in session_ids:
+            if session_store.end_session(connection, session_id, reason=reason, now=now):
+                session_store.forget_successor(connection, session_id)
+                ended.append(self._record(connection, KIND_SESSION, session_id))
+        return ended
+
+    def end_user_sessions(
+        self, connection: Connection, user_id: str, *, reason: str, keep: str | None = None
+    ) -> list[Revocation]:
+        live = [sid for sid in session_store.live_session_ids(connection, user_id) if sid != keep]
+        return self.end_sessions(connection, live, reason=reason)
+
+    def revoke_token(self, connection: Connection, token_id: str) -> list[Revocation]:
+        return [self._record(connection, KIND_TOKEN, token_id)]
+
+    def user_changed(self, connection: Connection, user_id: str) -> list[Revocation]:
+        return [self._record(connection, KIND_USER, user_id)]
+
+    def _record(self, connection: Connection, kind: str, subject: str) -> Revocation:
+        now = self._clock.now()
+        expires_at = now + self._coverage
+        revocation_store.record_revocation(
+            connection, kind=kind, subject=subject, now=now, expires_at=expires_at
+        )
+        return Revocation(id=0, kind=kind, subject=subject, expires_at=expires_at)
+
+    # Publishing, after commit.
+
+    def publish(self, revocations: list[Revocation]) -> None:
+        if not revocations:
+            return
+        self.apply(revocations)
+        for hook in self.hooks:
+            try:
+                hook(revocations)
+            except Exception:  # a hook only shortens the delay; the feed still delivers
+                logger.warning("revocation hook failed", exc_info=True)
+
+    def apply(self, revocations: list[Revocation]) -> None:
+        for revocation in revocations:
+            until = revocation.expires_at.timestamp()
+            if revocation.kind == KIND_SESSION:
+                self.revocations.revoke_session(revocation.subject, until=until)
+            elif revocation.kind == KIND_TOKEN:
+                self.revocations.revoke_token(revocation.subject, until=until)
+            elif revocation.kind == KIND_USER:
+                self._user_cache.discard(revocation.subject)
+
+    # The feed.
+
+    def fetch_new(self) -> list[Revocation]:
+        """Blocking: rows past our cursor (run it in a thread)."""
+        with self._database.snapshot() as connection:
+            return revocation_store.revocations_after(
+                connection, self.revocations.cursor, now=self._clock.now()
+            )
+
+    def apply_fetched(self, rows: list[Revocation]) -> None:
+        self.apply(rows)
+        if rows:
+            self.revocations.cursor = max(self.revocations.cursor, rows[-1].id)
+        self.revocations.mark_synced()
+        self.revocations.prune(now=self._clock.timestamp())
+
+    def sync_now(self) -> None:
+        """Blocking: catch up with the feed (start-up, tests)."""
+        self.apply_fetched(self.fetch_new())
+
+    def ensure_fresh(self) -> None:
+        """Raise ServiceUnavailableError when the list may be missing recent revocations."""
+        if self.revocations.staleness() > self._settings.revocation_max_staleness_seconds:
+            raise ServiceUnavailableError(
+                "Keyturn cannot confirm which sessions have ended (its database is out of"
+                " reach); try again shortly."
+            )

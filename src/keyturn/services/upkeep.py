@@ -1,0 +1,92 @@
+"""Background upkeep of a running server: the revocation feed, key reloads, purging old rows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from anyio import to_thread
+
+from keyturn.clock import Clock
+from keyturn.config import Settings
+from keyturn.services.auth import AuthService
+from keyturn.services.keyring import KeyringService
+from keyturn.services.revocation import RevocationService
+from keyturn.storage import rate_limits as rate_limit_store
+from keyturn.storage import revocations as revocation_store
+from keyturn.storage import sessions as session_store
+from keyturn.storage.db import Database
+
+logger = logging.getLogger("keyturn.upkeep")
+_KEY_RELOAD_EVERY = 4  # polls
+
+
+class Upkeep:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        clock: Clock,
+        *,
+        revocation: RevocationService,
+        keyring: KeyringService,
+        auth: AuthService,
+    ) -> None:
+        self._settings = settings
+        self._database = database
+        self._clock = clock
+        self._revocation = revocation
+        self._keyring = keyring
+        self._auth = auth
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._poll_forever(), name="keyturn-revocation-feed"),
+            asyncio.create_task(self._purge_forever(), name="keyturn-purge"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _poll_forever(self) -> None:
+        polls = 0
+        while True:
+            await asyncio.sleep(self._settings.revocation_poll_seconds)
+            polls += 1
+            try:
+                rows = await to_thread.run_sync(self._revocation.fetch_new)
+                self._revocation.apply_fetched(rows)
+                if polls % _KEY_RELOAD_EVERY == 0 or self._auth.key_reload_wanted:
+                    self._auth.key_reload_wanted = False
+                    await to_thread.run_sync(self._keyring.reload)
+            except Exception:
+                logger.warning("revocation feed poll failed", exc_info=True)
+
+    async def _purge_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.purge_interval_seconds)
+            try:
+                await to_thread.run_sync(self.purge)
+            except Exception:
+                logger.warning("purge failed", exc_info=True)
+
+    def purge(self) -> None:
+        """Delete expired refresh tokens, long-over sessions, stale revocations and counters."""
+        now = self._clock.now()
+        keep_after_end = timedelta(
+            seconds=self._settings.access_ttl_seconds + self._settings.refresh_reuse_grace_seconds
+        )
+        with self._database.transaction() as connection:
+            session_store.purge_sessions(connection, ended_before=now - keep_after_end, now=now)
+            revocation_store.purge_revocations(connection, now=now)
+            rate_limit_store.purge_counters(
+                connection, older_than=now - timedelta(seconds=self._settings.login_window_seconds)
+            )

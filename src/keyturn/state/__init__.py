@@ -1,0 +1,1 @@
+"""Fast shared state behind small interfaces: revocations, rate limits, caches."""

@@ -1,0 +1,18 @@
+"""The interfaces the services program against; memory, database and Redis implement them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Protocol
+
+
+class RateLimiter(Protocol):
+    def blocked_for(self, key: str, *, limit: int, window: timedelta) -> int | None:
+        """Seconds until `key` may try again, or None when it is under `limit`."""
+        ...
+
+    def hit(self, key: str, *, limit: int, window: timedelta) -> int | None:
+        """Count one attempt; return seconds to wait when this attempt is over the limit."""
+        ...
+
+    def reset(self, key: str) -> None: ...

@@ -1,0 +1,1 @@
+"""The only module tree that speaks SQL."""

@@ -1,0 +1,58 @@
+"""The rate_limits table: fixed-window counters shared by every worker on one database."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, delete, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from keyturn.storage.models import UTCDateTime, rate_limits
+
+
+def read_counter(
+    connection: Connection, key: str, *, now: datetime, window: timedelta
+) -> tuple[int, datetime]:
+    """(count, window_started_at) of the live window; (0, now) when none is live."""
+    row = connection.execute(
+        select(rate_limits.c.count, rate_limits.c.window_started_at).where(rate_limits.c.key == key)
+    ).first()
+    if row is None or row[1] + window <= now:
+        return 0, now
+    count: int = row[0]
+    started_at: datetime = row[1]
+    return count, started_at
+
+
+def increment_counter(
+    connection: Connection, key: str, *, now: datetime, window: timedelta
+) -> tuple[int, datetime]:
+    """Add one hit atomically, starting a new window when the old one is over."""
+    dialect = connection.dialect.name
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(rate_limits)
+    window_over = rate_limits.c.window_started_at <= now - window
+    now_value = literal(now, UTCDateTime())
+    upsert = statement.values(key=key, window_started_at=now, count=1).on_conflict_do_update(
+        index_elements=[rate_limits.c.key],
+        set_={
+            "count": case((window_over, 1), else_=rate_limits.c.count + 1),
+            "window_started_at": case(
+                (window_over, now_value), else_=rate_limits.c.window_started_at
+            ),
+        },
+    )
+    connection.execute(upsert)
+    return read_counter(connection, key, now=now, window=window)
+
+
+def reset_counter(connection: Connection, key: str) -> None:
+    connection.execute(delete(rate_limits).where(rate_limits.c.key == key))
+
+
+def purge_counters(connection: Connection, *, older_than: datetime) -> int:
+    result = connection.execute(
+        delete(rate_limits).where(rate_limits.c.window_started_at <= older_than)
+    )
+    return int(result.rowcount or 0)

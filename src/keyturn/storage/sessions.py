@@ -1,0 +1,196 @@
+"""The sessions and refresh_tokens tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection, RowMapping
+
+from keyturn.core.refresh import StoredRefreshToken
+from keyturn.core.sessions import Session
+from keyturn.storage.models import refresh_tokens, sessions
+
+
+def _session(row: RowMapping) -> Session:
+    return Session(
+        id=row["id"],
+        user_id=row["user_id"],
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        idle_expires_at=row["idle_expires_at"],
+        absolute_expires_at=row["absolute_expires_at"],
+        ended_at=row["ended_at"],
+        remember_me=row["remember_me"],
+        user_agent=row["user_agent"],
+        ip=row["ip"],
+        client_id=row["client_id"],
+    )
+
+
+def _refresh(row: RowMapping) -> StoredRefreshToken:
+    return StoredRefreshToken(
+        id=row["id"],
+        session_id=row["session_id"],
+        expires_at=row["expires_at"],
+        rotated_at=row["rotated_at"],
+        sealed_successor=row["sealed_successor"],
+    )
+
+
+def insert_session(connection: Connection, session: Session) -> None:
+    connection.execute(
+        insert(sessions).values(
+            id=session.id,
+            user_id=session.user_id,
+            created_at=session.created_at,
+            last_used_at=session.last_used_at,
+            idle_expires_at=session.idle_expires_at,
+            absolute_expires_at=session.absolute_expires_at,
+            ended_at=None,
+            remember_me=session.remember_me,
+            user_agent=session.user_agent,
+            ip=session.ip,
+            client_id=session.client_id,
+        )
+    )
+
+
+def find_session(connection: Connection, session_id: str) -> Session | None:
+    row = connection.execute(select(sessions).where(sessions.c.id == session_id)).mappings().first()
+    return _session(row) if row else None
+
+
+def list_live_sessions(connection: Connection, user_id: str, *, now: datetime) -> list[Session]:
+    rows = connection.execute(
+        select(sessions)
+        .where(
+            sessions.c.user_id == user_id,
+            sessions.c.ended_at.is_(None),
+            sessions.c.idle_expires_at > now,
+            sessions.c.absolute_expires_at > now,
+        )
+        .order_by(sessions.c.last_used_at.desc())
+    ).mappings()
+    return [_session(row) for row in rows]
+
+
+def live_session_ids(connection: Connection, user_id: str) -> list[str]:
+    return list(
+        connection.execute(
+            select(sessions.c.id).where(
+                sessions.c.user_id == user_id, sessions.c.ended_at.is_(None)
+            )
+        ).scalars()
+    )
+
+
+def end_session(connection: Connection, session_id: str, *, reason: str, now: datetime) -> bool:
+    """Mark the session ended; False when it was already ended or does not exist."""
+    result = connection.execute(
+        update(sessions)
+        .where(sessions.c.id == session_id, sessions.c.ended_at.is_(None))
+        .values(ended_at=now, end_reason=reason)
+    )
+    return result.rowcount == 1
+
+
+def touch_session(
+    connection: Connection, session_id: str, *, now: datetime, idle_expires_at: datetime
+) -> None:
+    connection.execute(
+        update(sessions)
+        .where(sessions.c.id == session_id)
+        .values(last_used_at=now, idle_expires_at=idle_expires_at)
+    )
+
+
+def insert_refresh_token(
+    connection: Connection,
+    *,
+    session_id: str,
+    token_hash: str,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    connection.execute(
+        insert(refresh_tokens).values(
+            session_id=session_id, token_hash=token_hash, created_at=now, expires_at=expires_at
+        )
+    )
+
+
+_REFRESH_COLUMNS = (
+    refresh_tokens.c.id.label("token_id"),
+    refresh_tokens.c.expires_at.label("token_expires_at"),
+    refresh_tokens.c.rotated_at,
+    refresh_tokens.c.sealed_successor,
+)
+
+
+def find_refresh_token(
+    connection: Connection, token_hash: str
+) -> tuple[StoredRefreshToken, Session] | None:
+    """The stored token and its session, in one query."""
+    row = (
+        connection.execute(
+            select(*_REFRESH_COLUMNS, sessions)
+            .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
+            .where(refresh_tokens.c.token_hash == token_hash)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    token = StoredRefreshToken(
+        id=row["token_id"],
+        session_id=row["id"],
+        expires_at=row["token_expires_at"],
+        rotated_at=row["rotated_at"],
+        sealed_successor=row["sealed_successor"],
+    )
+    return token, _session(row)
+
+
+def mark_rotated(
+    connection: Connection, refresh_token_id: int, *, now: datetime, sealed_successor: bytes
+) -> bool:
+    """Claim the rotation; exactly one concurrent caller sees True (the row lock decides)."""
+    result = connection.execute(
+        update(refresh_tokens)
+        .where(refresh_tokens.c.id == refresh_token_id, refresh_tokens.c.rotated_at.is_(None))
+        .values(rotated_at=now, sealed_successor=sealed_successor)
+    )
+    return result.rowcount == 1
+
+
+def refetch_refresh_token(connection: Connection, refresh_token_id: int) -> StoredRefreshToken:
+    row = (
+        connection.execute(select(refresh_tokens).where(refresh_tokens.c.id == refresh_token_id))
+        .mappings()
+        .one()
+    )
+    return _refresh(row)
+
+
+def forget_successor(connection: Connection, session_id: str) -> None:
+    """Drop the sealed successors of an ended session: nothing of it can be replayed."""
+    connection.execute(
+        update(refresh_tokens)
+        .where(refresh_tokens.c.session_id == session_id)
+        .values(sealed_successor=None)
+    )
+
+
+def purge_sessions(connection: Connection, *, ended_before: datetime, now: datetime) -> int:
+    """Delete refresh tokens past expiry and sessions over for a while; returns sessions gone."""
+    connection.execute(delete(refresh_tokens).where(refresh_tokens.c.expires_at <= now))
+    result = connection.execute(
+        delete(sessions).where(
+            (sessions.c.ended_at <= ended_before)
+            | (sessions.c.idle_expires_at <= ended_before)
+            | (sessions.c.absolute_expires_at <= ended_before)
+        )
+    )
+    return int(result.rowcount or 0)

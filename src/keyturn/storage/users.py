@@ -1,0 +1,175 @@
+"""The users table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from keyturn.storage.models import users
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: str
+    email: str
+    username: str | None
+    password_hash: str
+    roles: tuple[str, ...]
+    disabled_at: datetime | None
+    created_at: datetime
+
+    @property
+    def is_disabled(self) -> bool:
+        return self.disabled_at is not None
+
+
+class DuplicateUserError(Exception):
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+def email_key(email: str) -> str:
+    return email.strip().casefold()
+
+
+def username_key(username: str) -> str:
+    return username.strip().casefold()
+
+
+def _record(row: RowMapping) -> UserRecord:
+    return UserRecord(
+        id=row["id"],
+        email=row["email"],
+        username=row["username"],
+        password_hash=row["password_hash"],
+        roles=tuple(role for role in row["roles"].split() if role),
+        disabled_at=row["disabled_at"],
+        created_at=row["created_at"],
+    )
+
+
+def insert_user(
+    connection: Connection,
+    *,
+    user_id: str,
+    email: str,
+    username: str | None,
+    password_hash: str,
+    roles: tuple[str, ...],
+    now: datetime,
+) -> UserRecord:
+    """Raises DuplicateUserError("email" | "username") on a case-insensitive clash."""
+    if find_user_by_email(connection, email) is not None:
+        raise DuplicateUserError("email")
+    if username is not None and find_user_by_username(connection, username) is not None:
+        raise DuplicateUserError("username")
+    try:
+        with connection.begin_nested():
+            connection.execute(
+                insert(users).values(
+                    id=user_id,
+                    email=email,
+                    email_key=email_key(email),
+                    username=username,
+                    username_key=username_key(username) if username else None,
+                    password_hash=password_hash,
+                    roles=" ".join(roles),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    except IntegrityError as error:
+        # A concurrent registration won the race between the check and the insert.
+        field = "username" if "username" in str(error.orig).lower() else "email"
+        raise DuplicateUserError(field) from error
+    user = find_user_by_id(connection, user_id)
+    assert user is not None  # noqa: S101 - inserted just above, in this transaction
+    return user
+
+
+def find_user_by_id(connection: Connection, user_id: str) -> UserRecord | None:
+    row = connection.execute(select(users).where(users.c.id == user_id)).mappings().first()
+    return _record(row) if row else None
+
+
+def find_user_by_email(connection: Connection, email: str) -> UserRecord | None:
+    row = (
+        connection.execute(select(users).where(users.c.email_key == email_key(email)))
+        .mappings()
+        .first()
+    )
+    return _record(row) if row else None
+
+
+def find_user_by_username(connection: Connection, username: str) -> UserRecord | None:
+    row = (
+        connection.execute(select(users).where(users.c.username_key == username_key(username)))
+        .mappings()
+        .first()
+    )
+    return _record(row) if row else None
+
+
+def find_user_by_login(connection: Connection, identifier: str) -> UserRecord | None:
+    """By email, or by username when the identifier has no @."""
+    if "@" in identifier:
+        return find_user_by_email(connection, identifier)
+    return find_user_by_username(connection, identifier)
+
+
+def set_password_hash(
+    connection: Connection, user_id: str, password_hash: str, *, now: datetime
+) -> None:
+    connection.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(password_hash=password_hash, updated_at=now)
+    )
+
+
+def set_disabled(
+    connection: Connection, user_id: str, *, disabled_at: datetime | None, now: datetime
+) -> bool:
+    result = connection.execute(
+        update(users).where(users.c.id == user_id).values(disabled_at=disabled_at, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def set_roles(
+    connection: Connection, user_id: str, roles: tuple[str, ...], *, now: datetime
+) -> bool:
+    result = connection.execute(
+        update(users).where(users.c.id == user_id).values(roles=" ".join(roles), updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def list_users(
+    connection: Connection, *, limit: int, offset: int, email_contains: str | None = None
+) -> tuple[list[UserRecord], int]:
+    """A page of users by creation, and the total that match."""
+    query = select(users)
+    count_query = select(func.count()).select_from(users)
+    if email_contains:
+        pattern = "%" + _escape_like(email_contains.casefold()) + "%"
+        condition = or_(
+            users.c.email_key.like(pattern, escape="\\"),
+            users.c.username_key.like(pattern, escape="\\"),
+        )
+        query = query.where(condition)
+        count_query = count_query.where(condition)
+    rows = connection.execute(
+        query.order_by(users.c.created_at, users.c.id).limit(limit).offset(offset)
+    ).mappings()
+    total = connection.execute(count_query).scalar_one()
+    return [_record(row) for row in rows], int(total)
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

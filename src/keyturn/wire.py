@@ -1,0 +1,70 @@
+"""Names that travel on the wire: error codes, claims, headers, cookies, token types.
+
+Standard library only: the client SDK and the verifier import this module too.
+"""
+
+from typing import Final
+
+# Error codes (the `error` member of every 4xx/5xx body).
+INVALID_REQUEST: Final = "invalid_request"
+PAYLOAD_TOO_LARGE: Final = "payload_too_large"
+NOT_FOUND: Final = "not_found"
+METHOD_NOT_ALLOWED: Final = "method_not_allowed"
+INTERNAL_ERROR: Final = "internal_error"
+SERVICE_UNAVAILABLE: Final = "service_unavailable"
+
+INVALID_CREDENTIALS: Final = "invalid_credentials"
+ACCOUNT_DISABLED: Final = "account_disabled"
+TOO_MANY_REQUESTS: Final = "too_many_requests"
+INVALID_EMAIL: Final = "invalid_email"
+WEAK_PASSWORD: Final = "weak_password"
+INVALID_USERNAME: Final = "invalid_username"
+EMAIL_TAKEN: Final = "email_taken"
+USERNAME_TAKEN: Final = "username_taken"
+
+MISSING_TOKEN: Final = "missing_token"
+TOKEN_EXPIRED: Final = "token_expired"
+INVALID_TOKEN: Final = "invalid_token"
+INSUFFICIENT_ROLE: Final = "insufficient_role"
+CSRF_FAILED: Final = "csrf_failed"
+
+INVALID_REFRESH_TOKEN: Final = "invalid_refresh_token"
+REFRESH_TOKEN_EXPIRED: Final = "refresh_token_expired"
+REFRESH_TOKEN_REUSED: Final = "refresh_token_reused"
+
+SESSION_NOT_FOUND: Final = "session_not_found"
+USER_NOT_FOUND: Final = "user_not_found"
+
+# Access-token header and claims (RFC 7519, RFC 9068).
+ACCESS_TOKEN_TYP: Final = "at+jwt"
+CLAIM_ISSUER: Final = "iss"
+CLAIM_SUBJECT: Final = "sub"
+CLAIM_AUDIENCE: Final = "aud"
+CLAIM_EXPIRES: Final = "exp"
+CLAIM_ISSUED_AT: Final = "iat"
+CLAIM_NOT_BEFORE: Final = "nbf"
+CLAIM_TOKEN_ID: Final = "jti"
+CLAIM_SESSION_ID: Final = "sid"
+CLAIM_CLIENT_ID: Final = "client_id"
+CLAIM_ROLES: Final = "roles"
+
+TOKEN_TYPE_BEARER: Final = "Bearer"
+REFRESH_TOKEN_PREFIX: Final = "ktr_"
+
+# Headers.
+HEADER_AUTH_MODE: Final = "x-auth-mode"
+AUTH_MODE_COOKIE: Final = "cookie"
+HEADER_CSRF: Final = "x-csrf-token"
+HEADER_REQUEST_ID: Final = "x-request-id"
+
+# Cookies: bare names in development over plain http, prefixed otherwise.
+COOKIE_ACCESS: Final = "access_token"
+COOKIE_REFRESH: Final = "refresh_token"
+COOKIE_CSRF: Final = "csrf_token"
+HOST_PREFIX: Final = "__Host-"
+SECURE_PREFIX: Final = "__Secure-"
+REFRESH_COOKIE_PATH: Final = "/api/auth"
+
+ROLE_ADMIN: Final = "admin"
+ROLE_USER: Final = "user"
+DEFAULT_CLIENT_ID: Final = "keyturn"

@@ -1,0 +1,194 @@
+"""Shared fixtures: settings, a frozen clock, fresh databases (SQLite or PostgreSQL), the API.
+
+A test that needs PostgreSQL, Redis or Chromium skips with the reason when the service is
+missing locally, and fails instead under CI=true, where every service must be there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from keyturn.clock import FrozenClock
+from keyturn.config import Settings
+from keyturn.http.app import create_app
+from keyturn.storage.db import Database, normalize_database_url
+from keyturn.storage.migrations import upgrade_database
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "KEYTURN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_TEST_URL = os.environ.get("KEYTURN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_ISSUER = "http://keyturn.test"
+TEST_CLIENT_ADDRESS = ("203.0.113.7", 40000)
+
+
+def missing_service(reason: str) -> None:
+    """Skip locally; under CI a missing service is a failure, not a skip."""
+    if IN_CI:
+        pytest.fail(f"{reason}; CI must run this test", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No KEYTURN_* variable of the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("KEYTURN_") and not name.startswith("KEYTURN_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+# Databases ------------------------------------------------------------------------------------
+
+
+class PostgresDatabases:
+    """Creates databases from a migrated template, one per test; drops them all at the end."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = normalize_database_url(admin_url)
+        self.engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        self.prefix = f"keyturn_test_{secrets.token_hex(4)}"
+        self.template = f"{self.prefix}_template"
+        self.created: list[str] = []
+
+    def url_of(self, name: str) -> str:
+        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def create_template(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{self.template}"'))
+        self.created.append(self.template)
+        database = Database(self.url_of(self.template))
+        upgrade_database(database)
+        database.dispose()
+
+    def new(self, *, migrated: bool = True) -> str:
+        name = f"{self.prefix}_{len(self.created)}"
+        template = f' TEMPLATE "{self.template}"' if migrated else ""
+        with self.engine.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"{template}'))
+        self.created.append(name)
+        return self.url_of(name)
+
+    def drop_all(self) -> None:
+        with self.engine.connect() as connection:
+            for name in reversed(self.created):
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases | None]:
+    databases = PostgresDatabases(POSTGRES_ADMIN_URL)
+    try:
+        with databases.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception:
+        databases.engine.dispose()
+        yield None
+        return
+    databases.create_template()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture
+def postgres_url(postgres_databases: PostgresDatabases | None) -> str:
+    """A fresh, migrated PostgreSQL database for this test."""
+    if postgres_databases is None:
+        missing_service(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
+    assert postgres_databases is not None
+    return postgres_databases.new()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "keyturn.db"
+    database = Database(f"sqlite:///{path}")
+    upgrade_database(database)
+    database.dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A fresh, migrated SQLite file for this test."""
+    path = tmp_path / "keyturn.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once on SQLite and once on PostgreSQL."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+# Settings and the API -------------------------------------------------------------------------
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(database_url: str) -> SettingsFactory:
+    """Settings for tests: the test's database, light Argon2 parameters, a fixed issuer."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "issuer": TEST_ISSUER,
+            "argon2_memory_kib": 1024,
+            "argon2_time_cost": 1,
+            "revocation_poll_seconds": 0.1,
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+ApiFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_api(make_settings: SettingsFactory, clock: FrozenClock) -> AsyncIterator[ApiFactory]:
+    """Start an app on the test's database and return an httpx client bound to it.
+
+    Several calls give several apps on the same database: two instances of one deployment.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(**overrides: Any) -> httpx.AsyncClient:
+            app = create_app(make_settings(**overrides), clock=clock)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            transport = httpx.ASGITransport(app=app, client=TEST_CLIENT_ADDRESS)
+            client = httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER)
+            await stack.enter_async_context(client)
+            client.app = app  # type: ignore[attr-defined]
+            return client
+
+        yield make
+
+
+@pytest.fixture
+async def api(make_api: ApiFactory) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = await make_api()
+    return client
