@@ -68,3 +68,9 @@ REFRESH_COOKIE_PATH: Final = "/api/auth"
 ROLE_ADMIN: Final = "admin"
 ROLE_USER: Final = "user"
 DEFAULT_CLIENT_ID: Final = "keyturn"
+
+# Redis keys shared by the server (writer) and keyturn.verify (reader). Each revoked-* key holds
+# "1" with a TTL until no access token it covers can still be valid.
+REDIS_REVOKED_SESSION_PREFIX: Final = "keyturn:revoked:sid:"
+REDIS_REVOKED_TOKEN_PREFIX: Final = "keyturn:revoked:jti:"
+REDIS_REVOCATION_CHANNEL: Final = "keyturn:revocations"
