@@ -28,7 +28,9 @@ async def register(
     password: str = DEFAULT_PASSWORD,
     **extra: Any,
 ) -> dict[str, Any]:
-    response = await api.post("/api/auth/register", json={"email": email, "password": password, **extra})
+    response = await api.post(
+        "/api/auth/register", json={"email": email, "password": password, **extra}
+    )
     assert response.status_code == 201, response.text
     user: dict[str, Any] = response.json()["user"]
     return user
@@ -46,7 +48,9 @@ async def login(
     if create:
         existing = await api.post("/api/auth/register", json={"email": email, "password": password})
         assert existing.status_code in (201, 409), existing.text
-    response = await api.post("/api/auth/login", json={"email": email, "password": password, **extra})
+    response = await api.post(
+        "/api/auth/login", json={"email": email, "password": password, **extra}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     return Login(body["access_token"], body["refresh_token"], body["expires_in"], body["user"])

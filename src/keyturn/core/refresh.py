@@ -81,6 +81,6 @@ def judge_refresh(token: StoredRefreshToken, *, now: datetime, grace: timedelta)
     """Say what presenting this refresh token at `now` means. No I/O, no side effects."""
     if token.rotated_at is None:
         return RefreshVerdict.EXPIRED if token.expires_at <= now else RefreshVerdict.ROTATE
-    if now - token.rotated_at <= grace and token.sealed_successor is not None:
+    if grace and now - token.rotated_at <= grace and token.sealed_successor is not None:
         return RefreshVerdict.WITHIN_GRACE  # concurrent tabs and retries share one successor
     return RefreshVerdict.REUSED  # theft: the service ends the whole session

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import Connection, make_url
 
-from keyturn.errors import ServiceUnavailableError
+from keyturn.errors import InvalidRequestError, ServiceUnavailableError
 
 _OUTAGES = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
 _WRITE_OPTION = "keyturn_write"
@@ -75,6 +75,10 @@ class Database:
             raise ServiceUnavailableError(
                 "The database is unavailable; try again shortly."
             ) from error
+        except exc.DataError as error:
+            # Input validation should have caught it; a value the database cannot store is
+            # still the caller's mistake, not a server failure.
+            raise InvalidRequestError("The request holds a value that cannot be stored.") from error
 
     def ping(self) -> None:
         with self.snapshot() as connection:

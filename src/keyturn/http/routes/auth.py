@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
@@ -26,6 +27,7 @@ from keyturn.http.schemas import (
 from keyturn.services.auth import IssuedTokens
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+SESSION_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -169,7 +171,7 @@ async def end_session(
     session_id: str, claims: Claims, services: ServicesDep, context: ContextDep
 ) -> Response:
     """End one of the caller's sessions (404 `session_not_found` for anyone else's)."""
-    if len(session_id) > 64:
+    if not SESSION_ID_SHAPE.fullmatch(session_id):
         raise errors.SessionNotFoundError()
     await run_in_threadpool(services.auth.end_session, claims.subject, session_id, context=context)
     return Response(status_code=204)

@@ -1,0 +1,105 @@
+"""Malformed input of any kind gets a clear 4xx with a JSON error body, never a 5xx."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support import bearer, login
+
+ROUTES = ["/api/auth/register", "/api/auth/login", "/api/auth/refresh", "/api/auth/logout"]
+BODIES: list[tuple[str, bytes, str]] = [
+    ("not json", b"{not json", "application/json"),
+    ("truncated", b'{"email": "a@b.c", "password": ', "application/json"),
+    ("array", b"[1, 2, 3]", "application/json"),
+    ("null", b"null", "application/json"),
+    ("number", b"12", "application/json"),
+    ("invalid utf-8", b'{"email": "\xff\xfe", "password": "x"}', "application/json"),
+    ("utf-16", '{"email": "a@b.c"}'.encode("utf-16"), "application/json"),
+    (
+        "lone surrogate",
+        b'{"email": "\\ud800@example.com", "password": "xxxxxxxxxx"}',
+        "application/json",
+    ),
+    (
+        "nul byte",
+        b'{"email": "a\\u0000@example.com", "password": "xxxxxxxxxx"}',
+        "application/json",
+    ),
+    ("wrong types", b'{"email": 5, "password": ["x"], "remember_me": "yes"}', "application/json"),
+    ("form body", b"email=a@b.c&password=x", "application/x-www-form-urlencoded"),
+    ("no content type", b'{"email": "a@b.c"}', ""),
+    ("deep nesting", b"[" * 10000 + b"]" * 10000, "application/json"),
+]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(("name", "body", "content_type"), BODIES, ids=[b[0] for b in BODIES])
+async def test_malformed_bodies_get_4xx(
+    api: httpx.AsyncClient, route: str, name: str, body: bytes, content_type: str
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = await api.post(route, content=body, headers=headers)
+    assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
+    assert {"error", "message"} <= set(response.json())
+
+
+async def test_oversized_body_is_413(api: httpx.AsyncClient) -> None:
+    body = b'{"email": "' + b"a" * 200_000 + b'@example.com", "password": "x"}'
+    response = await api.post(
+        "/api/auth/login", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+
+
+async def test_oversized_chunked_body_is_413(api: httpx.AsyncClient) -> None:
+    async def chunks():
+        for _ in range(100):
+            yield b"x" * 10_000
+
+    response = await api.post(
+        "/api/auth/login", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Bearer a b",
+        "bearer \x7f",
+        "Token abc",
+        "Bearer " + "A" * 9000,
+    ],
+)
+async def test_malformed_authorization_headers_get_401(api: httpx.AsyncClient, header: str) -> None:
+    response = await api.get("/api/auth/me", headers={"authorization": header})
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_odd_path_parameters_are_4xx(api: httpx.AsyncClient) -> None:
+    tokens = await login(api)
+    for session_id in ["x" * 500, "%00", "..%2F..%2Fetc", "\u202e"]:
+        response = await api.delete(
+            f"/api/auth/sessions/{session_id}", headers=bearer(tokens.access_token)
+        )
+        assert response.status_code == 404, session_id
+
+
+async def test_unknown_route_and_method_are_json(api: httpx.AsyncClient) -> None:
+    missing = await api.get("/api/nothing")
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    wrong = await api.get("/api/auth/login")
+    assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")
+
+
+async def test_admin_paging_parameters_are_validated(api: httpx.AsyncClient) -> None:
+    tokens = await login(api)
+    response = await api.get("/api/admin/users?limit=abc", headers=bearer(tokens.access_token))
+    assert response.status_code in (403, 422)
