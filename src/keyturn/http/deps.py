@@ -7,13 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from keyturn import errors
+from keyturn import errors, wire
 from keyturn.core.tokens import AccessClaims
+from keyturn.http import cookies
 from keyturn.http.client_ip import client_ip
 from keyturn.services.container import Services
 from keyturn.services.context import RequestContext
 
 BEARER_SECURITY: dict[str, Any] = {"security": [{"bearer": []}, {"oauth2": []}]}
+# RFC 9110 §9.2.1: these must not change state, so they need no CSRF token.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 def services_of(request: Request) -> Services:
@@ -41,19 +44,46 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def access_claims(request: Request) -> AccessClaims:
-    """The verified claims of the caller's access token; raises the RFC 6750 401s."""
+    """The verified claims of the caller's access token; raises the RFC 6750 401s.
+
+    An `Authorization: Bearer` header wins; without one, the access cookie of browser mode is
+    used, and a state-changing request must then pass the CSRF check (403 `csrf_failed`).
+    """
     token = bearer_token(request)
     if token is None:
-        cookie_auth: Callable[[Request], Awaitable[AccessClaims | None]] | None = getattr(
-            request.app.state, "cookie_authenticator", None
-        )
-        claims = await cookie_auth(request) if cookie_auth else None
-        if claims is None:
-            raise errors.MissingTokenError()
-        return claims
+        return cookie_claims(request)
     claims = services_of(request).auth.authenticate(token)
     request.state.access_claims = claims
     return claims
+
+
+def cookie_claims(request: Request) -> AccessClaims:
+    """The claims of the access cookie, CSRF-checked for unsafe methods; 401 without one."""
+    token = cookies.access_cookie(request)
+    if token is None:
+        raise errors.MissingTokenError()
+    services = services_of(request)
+    claims = services.auth.authenticate(token)
+    if request.method not in SAFE_METHODS:
+        check_csrf(request, session_id=claims.session_id)
+    request.state.access_claims = claims
+    request.state.authenticated_by_cookie = True
+    return claims
+
+
+def check_csrf(request: Request, *, session_id: str) -> None:
+    """Raises CsrfFailedError unless the request carries this session's CSRF token twice
+    (header and cookie) and, when the browser names it, our own Origin."""
+    services_of(request).browser.check_csrf(
+        session_id=session_id,
+        header_token=request.headers.get(wire.HEADER_CSRF),
+        cookie_token=cookies.csrf_cookie(request),
+        origin=request.headers.get("origin"),
+    )
+
+
+def is_authenticated_by_cookie(request: Request) -> bool:
+    return bool(getattr(request.state, "authenticated_by_cookie", False))
 
 
 def requires_role(role: str) -> Callable[..., Awaitable[AccessClaims]]:

@@ -14,6 +14,7 @@ from keyturn.services.accounts import AccountService
 from keyturn.services.admin import AdminService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.auth import AuthService
+from keyturn.services.browser import BrowserService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.revocation import RevocationService
 from keyturn.services.upkeep import Upkeep
@@ -37,6 +38,7 @@ class Services:
     revocation: RevocationService
     limiter: RateLimiter
     upkeep: Upkeep
+    browser: BrowserService
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -45,6 +47,7 @@ class Services:
         await to_thread.run_sync(upgrade_database, self.database)
         await to_thread.run_sync(self.keyring.ensure_signing_key)
         await to_thread.run_sync(self.revocation.sync_now)
+        await to_thread.run_sync(self.browser.load_key)
         self.upkeep.start()
 
     def readiness_probes(self) -> dict[str, Callable[[], None]]:
@@ -103,4 +106,5 @@ def build_services(
         revocation=revocation,
         limiter=limiter,
         upkeep=Upkeep(settings, database, clock, revocation=revocation, keyring=keyring, auth=auth),
+        browser=BrowserService(settings, database, clock),
     )

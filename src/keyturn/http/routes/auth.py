@@ -5,12 +5,22 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from keyturn import errors
-from keyturn.http.deps import BEARER_SECURITY, Claims, ContextDep, ServicesDep, access_claims
+from keyturn import errors, wire
+from keyturn.http import cookies
+from keyturn.http.deps import (
+    BEARER_SECURITY,
+    Claims,
+    ContextDep,
+    ServicesDep,
+    access_claims,
+    check_csrf,
+    is_authenticated_by_cookie,
+)
 from keyturn.http.schemas import (
+    CookieLoginResponse,
     LoginRequest,
     LoginResponse,
     LogoutRequest,
@@ -25,6 +35,7 @@ from keyturn.http.schemas import (
     UserOut,
 )
 from keyturn.services.auth import IssuedTokens
+from keyturn.services.container import Services
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 SESSION_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -36,6 +47,47 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "Invalid fields"},
     503: {"model": Problem, "description": "A dependency is unavailable"},
 }
+
+
+AuthModeHeader = Annotated[
+    str | None,
+    Header(
+        alias=wire.HEADER_AUTH_MODE,
+        description="`cookie`: set the tokens as HttpOnly cookies instead of returning them.",
+    ),
+]
+
+
+def is_cookie_mode(auth_mode: str | None) -> bool:
+    """Whether X-Auth-Mode asks for browser mode; 400 for a mode we do not know."""
+    if auth_mode is None:
+        return False
+    mode = auth_mode.strip().lower()
+    if mode == wire.AUTH_MODE_COOKIE:
+        return True
+    if mode == "bearer":
+        return False
+    raise errors.InvalidRequestError("X-Auth-Mode must be `cookie` or `bearer`.")
+
+
+def set_cookies(
+    request: Request, response: Response, services: Services, issued: IssuedTokens
+) -> CookieLoginResponse:
+    """Browser mode: the tokens go into cookies, never into the body. A CSRF token the
+    browser already holds for this session is kept, so tabs racing a refresh stay valid."""
+    session_id = issued.claims.session_id
+    csrf_token = cookies.csrf_cookie(request)
+    if not services.browser.is_csrf_token_of(csrf_token, session_id) or csrf_token is None:
+        csrf_token = services.browser.new_csrf_token(session_id)
+    cookies.set_session_cookies(
+        response,
+        cookies.names_for(services.settings),
+        issued,
+        csrf_token=csrf_token,
+        settings=services.settings,
+    )
+    response.headers.update(NO_STORE)
+    return CookieLoginResponse(expires_in=issued.expires_in, user=UserOut.of(issued.user))
 
 
 def token_pair(issued: IssuedTokens) -> dict[str, object]:
@@ -70,17 +122,32 @@ async def register(
 
 @router.post(
     "/login",
-    response_model=LoginResponse,
-    responses={**_ERRORS, 429: {"model": Problem, "description": "Too many failed logins"}},
+    response_model=LoginResponse | CookieLoginResponse,
+    responses={
+        **_ERRORS,
+        403: {"model": Problem, "description": "Account disabled, or a foreign Origin"},
+        429: {"model": Problem, "description": "Too many failed logins"},
+    },
 )
 async def login(
-    body: LoginRequest, services: ServicesDep, context: ContextDep, response: Response
-) -> LoginResponse:
+    body: LoginRequest,
+    request: Request,
+    services: ServicesDep,
+    context: ContextDep,
+    response: Response,
+    auth_mode: AuthModeHeader = None,
+) -> LoginResponse | CookieLoginResponse:
     """Exchange an email (or username) and password for tokens.
 
+    With `X-Auth-Mode: cookie` the tokens are set as HttpOnly cookies (plus a readable
+    `csrf_token` cookie to echo in `X-CSRF-Token`) and the body holds none of them.
     401 `invalid_credentials` whether or not the account exists; 429 with `Retry-After`
     past `KEYTURN_LOGIN_MAX_FAILURES` failures; 403 `account_disabled`.
     """
+    cookie_mode = is_cookie_mode(auth_mode)
+    if cookie_mode:
+        # Login CSRF: another site must not sign a browser into an account of its choosing.
+        services.browser.check_origin(request.headers.get("origin"))
     issued = await run_in_threadpool(
         services.auth.login,
         identifier=body.identifier,
@@ -88,6 +155,8 @@ async def login(
         remember_me=body.remember_me,
         context=context,
     )
+    if cookie_mode:
+        return set_cookies(request, response, services, issued)
     response.headers.update(NO_STORE)
     return LoginResponse(**token_pair(issued), user=UserOut.of(issued.user))
 
@@ -101,20 +170,35 @@ async def me(claims: Claims, services: ServicesDep) -> UserEnvelope:
     return UserEnvelope(user=UserOut.of(user))
 
 
-@router.post("/refresh", response_model=TokenPair, responses=_ERRORS)
+@router.post(
+    "/refresh",
+    response_model=TokenPair | CookieLoginResponse,
+    responses={**_ERRORS, 403: {"model": Problem, "description": "CSRF check failed"}},
+)
 async def refresh(
+    request: Request,
     services: ServicesDep,
     context: ContextDep,
     response: Response,
     body: Annotated[RefreshRequest | None, Body()] = None,
-) -> TokenPair:
+) -> TokenPair | CookieLoginResponse:
     """Rotate a refresh token: a new access token and a new refresh token.
 
-    401 `invalid_refresh_token`, `refresh_token_expired`, or `refresh_token_reused` (the
-    session has been ended: the token was used before, beyond the grace window).
+    Without a body, the refresh cookie of browser mode is used (with `X-CSRF-Token`) and the
+    cookies are set again. 401 `invalid_refresh_token`, `refresh_token_expired`, or
+    `refresh_token_reused` (the session has been ended: the token was used before, beyond
+    the grace window); 403 `csrf_failed`.
     """
     if body is None or body.refresh_token is None:
-        raise errors.InvalidRefreshTokenError("Send the refresh token as `refresh_token`.")
+        refresh_token = cookies.refresh_cookie(request)
+        if refresh_token is None:
+            raise errors.InvalidRefreshTokenError("Send the refresh token as `refresh_token`.")
+        session = await run_in_threadpool(services.auth.session_of_refresh_token, refresh_token)
+        if session is None:
+            raise errors.InvalidRefreshTokenError()
+        check_csrf(request, session_id=session.id)
+        issued = await run_in_threadpool(services.auth.refresh, refresh_token, context=context)
+        return set_cookies(request, response, services, issued)
     issued = await run_in_threadpool(services.auth.refresh, body.refresh_token, context=context)
     response.headers.update(NO_STORE)
     return TokenPair(**token_pair(issued))
@@ -128,8 +212,12 @@ async def logout(
     body: Annotated[LogoutRequest | None, Body()] = None,
 ) -> Response:
     """End this session: its refresh token and access tokens stop working at once, on
-    every instance. Authenticate with the access token, or send the refresh token."""
+    every instance. Authenticate with the access token, or send the refresh token; a
+    browser without a body uses its cookies (with `X-CSRF-Token`), which are then cleared."""
     refresh_token = body.refresh_token if body else None
+    from_cookies = refresh_token is None and cookies.has_session_cookies(request)
+    if from_cookies:
+        refresh_token = cookies.refresh_cookie(request)
     claims = None
     try:
         claims = await access_claims(request)
@@ -137,17 +225,30 @@ async def logout(
         # An expired or missing access token is fine when the refresh token names the session.
         if refresh_token is None:
             raise
+    if claims is None and from_cookies and refresh_token is not None:
+        session = await run_in_threadpool(services.auth.session_of_refresh_token, refresh_token)
+        if session is None:
+            raise errors.InvalidRefreshTokenError()
+        check_csrf(request, session_id=session.id)
     await run_in_threadpool(
         services.auth.logout, claims=claims, refresh_token=refresh_token, context=context
     )
-    return Response(status_code=204)
+    response = Response(status_code=204)
+    if from_cookies:
+        cookies.clear_session_cookies(response, cookies.names_for(services.settings))
+    return response
 
 
 @router.post("/logout-all", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
-async def logout_all(claims: Claims, services: ServicesDep, context: ContextDep) -> Response:
+async def logout_all(
+    request: Request, claims: Claims, services: ServicesDep, context: ContextDep
+) -> Response:
     """End every session of the caller."""
     await run_in_threadpool(services.auth.logout_all, claims.subject, context=context)
-    return Response(status_code=204)
+    response = Response(status_code=204)
+    if is_authenticated_by_cookie(request):
+        cookies.clear_session_cookies(response, cookies.names_for(services.settings))
+    return response
 
 
 @router.get(
