@@ -1,0 +1,116 @@
+"""The `keyturn` command, run as a real process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.system.processes import keyturn_environment, run_cli
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def test_users_create_reads_the_password_from_stdin(workdir: Path) -> None:
+    """Success prints the user; the password is never an argument and never printed."""
+    result = run_cli(
+        "users",
+        "create",
+        "--email",
+        "ada@example.com",
+        "--password-stdin",
+        "--role",
+        "admin",
+        cwd=workdir,
+        stdin="correct horse battery staple\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ada@example.com" in result.stdout and "admin" in result.stdout
+    assert "correct horse" not in result.stdout + result.stderr
+    assert (workdir / ".keyturn" / "keyturn.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "expected"),
+    [
+        (["--email", "not-an-email"], "correct horse battery staple\n", "email"),
+        (["--email", "bob@example.com"], "password\n", "commonly used"),
+        (["--email", "bob@example.com"], "short\n", "at least 8"),
+        (["--email", "bob@example.com"], "", "no password"),
+    ],
+)
+def test_users_create_refuses_with_one_clear_line(
+    workdir: Path, args: list[str], stdin: str, expected: str
+) -> None:
+    result = run_cli("users", "create", *args, "--password-stdin", cwd=workdir, stdin=stdin)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("keyturn: ") and expected in lines[0]
+
+
+def test_users_create_refuses_a_duplicate(workdir: Path) -> None:
+    first = run_cli(
+        "users",
+        "create",
+        "--email",
+        "ada@example.com",
+        "--password-stdin",
+        cwd=workdir,
+        stdin="correct horse battery staple\n",
+    )
+    assert first.returncode == 0
+    again = run_cli(
+        "users",
+        "create",
+        "--email",
+        "ADA@example.com",
+        "--password-stdin",
+        cwd=workdir,
+        stdin="another fine passphrase\n",
+    )
+    assert again.returncode == 1
+    assert again.stderr.strip() == "keyturn: An account with this email already exists."
+
+
+def test_password_on_the_command_line_is_not_accepted(workdir: Path) -> None:
+    result = run_cli("users", "create", "--email", "a@example.com", "--password", "x", cwd=workdir)
+    assert result.returncode != 0
+
+
+def test_db_upgrade_and_keys_rotate(workdir: Path) -> None:
+    upgrade = run_cli("db", "upgrade", cwd=workdir)
+    assert upgrade.returncode == 0 and "revision" in upgrade.stdout
+    before = run_cli("keys", "list", cwd=workdir).stdout.split()
+    rotate = run_cli("keys", "rotate", cwd=workdir)
+    assert rotate.returncode == 0, rotate.stderr
+    after = run_cli("keys", "list", cwd=workdir).stdout.split()
+    assert len(before) == 1 and set(before) < set(after) and len(after) == 2
+
+
+def test_invalid_setting_is_one_line(workdir: Path) -> None:
+    env = keyturn_environment(KEYTURN_ACCESS_TTL_SECONDS="soon")
+    result = run_cli("db", "upgrade", cwd=workdir, env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("keyturn: invalid setting: KEYTURN_ACCESS_TTL_SECONDS")
+
+
+def test_production_refuses_a_weak_hs256_key(workdir: Path) -> None:
+    env = keyturn_environment(
+        KEYTURN_ENV="production", KEYTURN_JWT_ALGORITHM="HS256", KEYTURN_SECRET_KEY="short"
+    )
+    result = run_cli("serve", "--port", "1", cwd=workdir, env=env)
+    assert result.returncode == 1
+    assert "KEYTURN_SECRET_KEY" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "command", [["serve"], ["users", "create"], ["db", "upgrade"], ["keys", "rotate"]]
+)
+def test_every_command_has_help(workdir: Path, command: list[str]) -> None:
+    result = run_cli(*command, "--help", cwd=workdir)
+    assert result.returncode == 0 and "usage: keyturn" in result.stdout
