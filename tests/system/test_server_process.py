@@ -93,18 +93,17 @@ def test_kill_9_loses_no_session(tmp_path: Path, server_env: dict) -> None:
 def test_key_rotation_keeps_old_tokens_valid(tmp_path: Path, server_env: dict) -> None:
     """After `keyturn keys rotate`, tokens signed by the old key still work and both public
     keys are published."""
-    with KeyturnServer(cwd=tmp_path, env=server_env) as server:
-        with httpx.Client(base_url=server.url) as client:
-            tokens = login(client)
-            before = {key["kid"] for key in client.get("/.well-known/jwks.json").json()["keys"]}
-            assert run_cli("keys", "rotate", cwd=tmp_path, env=server_env).returncode == 0
-            for _ in range(50):
-                after = {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
-                if len(after) == 2:
-                    break
-                time.sleep(0.1)
-            assert before < after
-            assert (
-                client.get("/api/auth/me", headers=bearer(tokens["access_token"])).status_code
-                == 200
-            )
+    with (
+        KeyturnServer(cwd=tmp_path, env=server_env) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        tokens = login(client)
+        before = {key["kid"] for key in client.get("/.well-known/jwks.json").json()["keys"]}
+        assert run_cli("keys", "rotate", cwd=tmp_path, env=server_env).returncode == 0
+        for _ in range(50):
+            after = {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+            if len(after) == 2:
+                break
+            time.sleep(0.1)
+        assert before < after
+        assert client.get("/api/auth/me", headers=bearer(tokens["access_token"])).status_code == 200
