@@ -193,3 +193,26 @@ class UserNotFoundError(KeyturnError):
     code = wire.USER_NOT_FOUND
     status = 404
     default_message = "No such user."
+
+
+class UnsupportedGrantTypeError(KeyturnError):
+    code = wire.UNSUPPORTED_GRANT_TYPE
+    status = 400
+    default_message = "Keyturn supports the grant types password and refresh_token."
+
+
+class InvalidScopeError(KeyturnError):
+    code = wire.INVALID_SCOPE
+    status = 400
+    default_message = "Keyturn defines no scopes; leave `scope` out."
+
+
+class InvalidClientError(KeyturnError):
+    """RFC 6749 §5.2: client authentication failed (Keyturn knows only public clients)."""
+
+    code = wire.INVALID_CLIENT
+    status = 401
+    default_message = "Client authentication failed."
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Basic realm="keyturn"'}

@@ -35,6 +35,14 @@ REFRESH_TOKEN_REUSED: Final = "refresh_token_reused"
 SESSION_NOT_FOUND: Final = "session_not_found"
 USER_NOT_FOUND: Final = "user_not_found"
 
+# OAuth 2.0 error codes (RFC 6749 §5.2) the /oauth routes answer with.
+INVALID_GRANT: Final = "invalid_grant"
+INVALID_CLIENT: Final = "invalid_client"
+INVALID_SCOPE: Final = "invalid_scope"
+UNSUPPORTED_GRANT_TYPE: Final = "unsupported_grant_type"
+SERVER_ERROR: Final = "server_error"
+TEMPORARILY_UNAVAILABLE: Final = "temporarily_unavailable"
+
 # Access-token header and claims (RFC 7519, RFC 9068).
 ACCESS_TOKEN_TYP: Final = "at+jwt"
 CLAIM_ISSUER: Final = "iss"

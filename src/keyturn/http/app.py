@@ -15,7 +15,7 @@ from keyturn.config import Settings
 from keyturn.http.client_ip import parse_networks
 from keyturn.http.middleware import RequestEnvelope
 from keyturn.http.problems import install_problem_handlers
-from keyturn.http.routes import admin, auth, discovery, health
+from keyturn.http.routes import admin, auth, discovery, health, oauth
 from keyturn.services.container import Services, build_services
 
 DESCRIPTION = """
@@ -56,6 +56,7 @@ def create_app(
     install_problem_handlers(app)
     for router in (auth.router, admin.router, discovery.router, health.router):
         app.include_router(router)
+    app.include_router(oauth.router)
     app.add_middleware(RequestEnvelope, max_body_bytes=settings.max_body_bytes)
     _document_security(app)
     return app

@@ -22,6 +22,27 @@ _STATUS_CODES = {
     413: wire.PAYLOAD_TOO_LARGE,
 }
 
+OAUTH_PATH_PREFIX = "/oauth/"
+# RFC 6749 §5.2: how a refusal on /oauth/* reads, by Keyturn code -> (OAuth error, status).
+# The one table; a code missing here reads invalid_request (4xx) or server_error (5xx).
+OAUTH_ERRORS: dict[str, tuple[str, int]] = {
+    wire.INVALID_REQUEST: (wire.INVALID_REQUEST, 400),
+    wire.PAYLOAD_TOO_LARGE: (wire.INVALID_REQUEST, 413),
+    wire.INVALID_CREDENTIALS: (wire.INVALID_GRANT, 400),
+    wire.ACCOUNT_DISABLED: (wire.INVALID_GRANT, 400),
+    wire.INVALID_REFRESH_TOKEN: (wire.INVALID_GRANT, 400),
+    wire.REFRESH_TOKEN_EXPIRED: (wire.INVALID_GRANT, 400),
+    wire.REFRESH_TOKEN_REUSED: (wire.INVALID_GRANT, 400),
+    wire.INVALID_GRANT: (wire.INVALID_GRANT, 400),
+    wire.UNSUPPORTED_GRANT_TYPE: (wire.UNSUPPORTED_GRANT_TYPE, 400),
+    wire.INVALID_SCOPE: (wire.INVALID_SCOPE, 400),
+    wire.INVALID_CLIENT: (wire.INVALID_CLIENT, 401),
+    # Not a §5.2 code (§8.5 allows extensions): the lockout keeps its 429 and Retry-After.
+    wire.TOO_MANY_REQUESTS: (wire.TOO_MANY_REQUESTS, 429),
+    wire.SERVICE_UNAVAILABLE: (wire.TEMPORARILY_UNAVAILABLE, 503),
+    wire.INTERNAL_ERROR: (wire.SERVER_ERROR, 500),
+}
+
 
 def problem(
     status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
@@ -35,10 +56,25 @@ def request_id_of(request: Request) -> str | None:
     return request_id
 
 
-async def keyturn_error(_request: Request, exc: Exception) -> JSONResponse:
+def is_oauth_request(request: Request) -> bool:
+    return request.url.path.startswith(OAUTH_PATH_PREFIX)
+
+
+def oauth_problem(exc: KeyturnError) -> JSONResponse:
+    """An RFC 6749 §5.2 error body: `error`, `error_description`, and our `message`."""
+    default = (wire.SERVER_ERROR, 500) if exc.status >= 500 else (wire.INVALID_REQUEST, 400)
+    code, status = OAUTH_ERRORS.get(exc.code, default)
+    body = {"error": code, "error_description": exc.message, "message": exc.message}
+    headers = {**exc.headers(), "Cache-Control": "no-store", "Pragma": "no-cache"}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KeyturnError)  # noqa: S101 - registered for KeyturnError only
     if exc.status >= 500 and exc.__cause__ is not None:
         logger.warning("%s: %s", exc.code, exc.__cause__.__class__.__name__)
+    if is_oauth_request(request):
+        return oauth_problem(exc)
     return problem(exc.status, exc.code, exc.message, headers=exc.headers(), **exc.extra)
 
 

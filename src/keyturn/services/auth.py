@@ -478,6 +478,32 @@ class AuthService:
             )
         self._revocation.publish(ended)
 
+    def revoke(self, token: str, *, context: RequestContext = NO_CONTEXT) -> None:
+        """RFC 7009: make a token stop working; a token Keyturn does not know is no error.
+
+        A refresh token ends its whole session (as logout does, access tokens included); an
+        access token is revoked by its `jti` alone, leaving its session and refresh token.
+        Raises ServiceUnavailableError when the revocation list cannot be trusted.
+        """
+        if is_refresh_token_shaped(token):
+            if self.session_of_refresh_token(token) is not None:
+                self.logout(refresh_token=token, context=context)
+            return
+        try:
+            claims = self.authenticate(token)
+        except errors.BearerTokenError:
+            return  # expired, forged or already revoked: nothing left to revoke
+        with self._database.transaction() as connection:
+            ended = self._revocation.revoke_token(connection, claims.token_id)
+            self._audit.record(
+                connection,
+                "access_token_revoked",
+                user_id=claims.subject,
+                session_id=claims.session_id,
+                context=context,
+            )
+        self._revocation.publish(ended)
+
     def _record_event(
         self, event: str, *, user_id: str | None = None, context: RequestContext
     ) -> None:

@@ -29,9 +29,9 @@ async def authorization_server_metadata(request: Request, services: ServicesDep)
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "grant_types_supported": ["password", "refresh_token"],
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post"],
-        "id_token_signing_alg_values_supported": [],
-        "token_endpoint_auth_signing_alg_values_supported": [services.settings.jwt_algorithm],
+        # Public clients only: a client_id names the caller; no secret is checked.
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "scopes_supported": [],
         "service_documentation": f"{issuer}/docs",
     }
