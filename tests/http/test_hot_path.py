@@ -1,0 +1,28 @@
+"""The access check on every request costs no database round trip in the common case."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import event
+
+from tests.support import bearer, login
+
+
+async def test_repeated_me_runs_no_sql(api: httpx.AsyncClient) -> None:
+    tokens = await login(api)
+    engine = api.app.state.services.database.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    await api.get("/api/auth/me", headers=bearer(tokens.access_token))
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for _ in range(20):
+            response = await api.get("/api/auth/me", headers=bearer(tokens.access_token))
+            assert response.status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    polls = [s for s in statements if "revocations" in s or "signing_keys" in s]
+    assert statements == polls  # only the background feed ran, never the request path
