@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 import warnings
 from typing import Any
 
+import authlib.deprecate
 import httpx
 import pytest
 
@@ -14,7 +15,7 @@ from tests.system.conftest import ServerFactory
 
 with warnings.catch_warnings():
     # Authlib prefers the httpx2 fork and warns when it falls back to httpx.
-    warnings.simplefilter("ignore")
+    warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2Client, OAuthError
 
 pytestmark = pytest.mark.system
@@ -85,7 +86,7 @@ async def test_authlib_async_client_refreshes_an_expired_token_by_itself(
         leeway=0,
     ) as client:
         first = await client.fetch_token(username="ada@example.com", password=DEFAULT_PASSWORD)
-        time.sleep(1.2)  # a real server's real clock: let the access token expire
+        await asyncio.sleep(1.2)  # a real server's real clock: let the access token expire
 
         me = await client.get(f"{server.url}/api/auth/me")
 
