@@ -1,0 +1,148 @@
+"""Start a real `keyturn serve` in a temporary directory, pinned to a core, and watch its memory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYTURN = Path(sys.executable).with_name("keyturn")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def pinning(cores: str | None) -> list[str]:
+    """`taskset -c CORES` when taskset exists and cores were given, else nothing."""
+    if cores and shutil.which("taskset"):
+        return ["taskset", "-c", cores]
+    return []
+
+
+def split_cores() -> tuple[str | None, str | None]:
+    """(server cores, load generator cores): the first usable core for the server, the rest
+    for the load; None when there is only one core (nothing to separate)."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None, None
+    if len(cores) < 2:
+        return None, None
+    return str(cores[0]), ",".join(str(core) for core in cores[1:])
+
+
+class Server:
+    """One `keyturn serve` process (one worker) on 127.0.0.1 with its own data directory."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str | None,
+        cores: str | None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="keyturn-bench-"))
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.database_url = database_url or f"sqlite:///{self.directory / 'keyturn.db'}"
+        self.cores = cores
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")},
+            "KEYTURN_DATABASE_URL": self.database_url,
+            # Long enough that no token of the setup expires during a long run.
+            "KEYTURN_ACCESS_TTL_SECONDS": "3600",
+            # Every benchmark client comes from 127.0.0.1: per-IP limits would measure the limiter.
+            "KEYTURN_REGISTER_MAX_PER_IP": "100000000",
+            "KEYTURN_REFRESH_MAX_PER_IP": "100000000",
+            "KEYTURN_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.directory / "server.log"
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        command = [
+            *pinning(self.cores),
+            str(KEYTURN),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            command, cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"keyturn serve exited:\n{self.log_path.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"keyturn serve did not answer in {timeout}s")
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError("the server is not running")
+        return self.process.pid
+
+    def reset_peak_rss(self) -> bool:
+        """Reset the kernel's high-water mark of the server's RSS (Linux: clear_refs 5)."""
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        except OSError:
+            return False
+        return True
+
+    def rss_mb(self, field: str = "VmHWM") -> float | None:
+        """The server's peak (VmHWM) or current (VmRSS) resident set size, in MB."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_server(
+    *, database_url: str | None, cores: str | None, extra_env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    server = Server(database_url=database_url, cores=cores, extra_env=extra_env)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
