@@ -1,0 +1,42 @@
+"""Every setting is documented, and production refuses unsafe ones with a clear sentence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from keyturn.config import Settings
+
+DOCS = Path(__file__).parents[2] / "docs" / "configuration.md"
+
+
+def test_every_setting_is_documented() -> None:
+    text = DOCS.read_text()
+    missing = [
+        f"KEYTURN_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`KEYTURN_{name.upper()}`" not in text
+    ]
+    assert missing == []
+
+
+def test_production_problems_name_each_unsafe_setting() -> None:
+    unsafe = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        env="production",
+        debug=True,
+        jwt_algorithm="HS256",
+        secret_key="too short",
+        cookie_secure=False,
+        argon2_memory_kib=1024,
+    )
+    problems = " ".join(unsafe.production_problems())
+    for name in ["KEYTURN_DEBUG", "KEYTURN_SECRET_KEY", "KEYTURN_COOKIE_SECURE", "KEYTURN_ARGON2"]:
+        assert name in problems
+    assert Settings(_env_file=None, env="production").production_problems() == []  # type: ignore[call-arg]
+
+
+def test_hs256_without_a_long_key_cannot_start_anywhere() -> None:
+    weak = Settings(_env_file=None, jwt_algorithm="HS256", secret_key="x" * 31)  # type: ignore[call-arg]
+    assert weak.configuration_problems()
+    strong = Settings(_env_file=None, jwt_algorithm="HS256", secret_key="x" * 32)  # type: ignore[call-arg]
+    assert strong.configuration_problems() == []
