@@ -17,6 +17,7 @@ from keyturn.http.middleware import RequestEnvelope
 from keyturn.http.problems import install_problem_handlers
 from keyturn.http.routes import admin, auth, discovery, health, oauth
 from keyturn.services.container import Services, build_services
+from keyturn.web.routes import install_web
 
 DESCRIPTION = """
 Keyturn issues short-lived JWT access tokens and rotating refresh tokens.
@@ -56,6 +57,7 @@ def create_app(
     install_problem_handlers(app)
     for router in (auth.router, admin.router, discovery.router, health.router):
         app.include_router(router)
+    install_web(app)
     app.include_router(oauth.router)
     app.add_middleware(RequestEnvelope, max_body_bytes=settings.max_body_bytes)
     _document_security(app)

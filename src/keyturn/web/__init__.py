@@ -1,0 +1,1 @@
+"""The pages of browser mode: login, register, dashboard."""

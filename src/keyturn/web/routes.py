@@ -1,0 +1,132 @@
+"""Pages: GET /login, /register, /dashboard, their static files and their security headers.
+
+The pages are plain server-rendered HTML; one script, static/app.js, talks to the JSON API in
+browser mode (cookies + X-CSRF-Token). No inline script or style anywhere, so the
+Content-Security-Policy can forbid both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keyturn import __version__, errors
+from keyturn.core.passwords import MIN_PASSWORD_LENGTH
+from keyturn.http import cookies
+from keyturn.services.container import Services
+
+_HERE = Path(__file__).parent
+STATIC_DIR = _HERE / "static"
+templates = Jinja2Templates(directory=_HERE / "templates")
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate CSP 2
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+_STATIC_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-cache"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+router = APIRouter(include_in_schema=False)
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _is_signed_in(request: Request) -> bool:
+    """Whether the access cookie is valid now (an expired one the page can still refresh)."""
+    token = cookies.access_cookie(request)
+    if token is None:
+        return False
+    try:
+        _services(request).auth.authenticate(token)
+    except errors.KeyturnError:
+        return False
+    return True
+
+
+def _page(request: Request, template: str, *, title: str, **context: object) -> Response:
+    return templates.TemplateResponse(
+        request,
+        template,
+        {"title": title, "version": __version__, **context},
+        headers=PAGE_HEADERS,
+    )
+
+
+def _redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303, headers=PAGE_HEADERS)
+
+
+@router.get("/")
+async def home() -> RedirectResponse:
+    return _redirect("/dashboard")
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    if _is_signed_in(request):
+        return _redirect("/dashboard")
+    return _page(request, "login.html", title="Log in")
+
+
+@router.get("/register")
+async def register_page(request: Request) -> Response:
+    return _page(
+        request, "register.html", title="Create an account", min_password=MIN_PASSWORD_LENGTH
+    )
+
+
+@router.get("/dashboard")
+async def dashboard_page(request: Request) -> Response:
+    # The refresh cookie is scoped to /api/auth, so the page sees only the access and CSRF
+    # cookies; with neither there is no session to renew.
+    if not cookies.has_session_cookies(request):
+        return _redirect("/login")
+    return _page(request, "dashboard.html", title="Your account")
+
+
+class StaticWithHeaders:
+    """Static files with nosniff and revalidation (pure ASGI: a tiny wrapper, no buffering)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_STATIC_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def install_web(app: FastAPI) -> None:
+    """Add the pages and mount /static on `app`."""
+    app.include_router(router)
+    app.mount("/static", StaticWithHeaders(StaticFiles(directory=STATIC_DIR)), name="static")

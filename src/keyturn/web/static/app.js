@@ -1,0 +1,592 @@
+// Keyturn's pages in browser mode. No framework, no dependencies, no inline script.
+//
+// Tokens live in HttpOnly cookies the script cannot read; it only reads the csrf_token cookie
+// to echo it in X-CSRF-Token. Nothing secret is ever written to localStorage: the only things
+// stored there are the time of the last refresh and a short lease, to coordinate tabs.
+"use strict";
+
+(() => {
+  const UNSAFE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+  const REFRESH_LOCK = "keyturn-refresh";
+  const REFRESHED_AT_KEY = "keyturn:refreshed-at";
+  const LEASE_KEY = "keyturn:refresh-lease";
+  const REGISTERED_EMAIL_KEY = "keyturn:registered-email";
+  const LEASE_MS = 10000;
+
+  const channel = "BroadcastChannel" in window ? new BroadcastChannel("keyturn") : null;
+
+  // ---- API calls ------------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(response, body) {
+      super((body && body.message) || `The server answered ${response.status}.`);
+      this.status = response.status;
+      this.code = (body && body.error) || "";
+      this.body = body || {};
+      this.retryAfter = Number.parseInt(response.headers.get("Retry-After") || "", 10);
+    }
+  }
+
+  class SignedOut extends Error {}
+
+  function readCookie(name) {
+    for (const part of document.cookie.split(";")) {
+      const index = part.indexOf("=");
+      if (index > 0 && part.slice(0, index).trim() === name) {
+        return decodeURIComponent(part.slice(index + 1).trim());
+      }
+    }
+    return "";
+  }
+
+  function csrfToken() {
+    return readCookie("__Host-csrf_token") || readCookie("csrf_token");
+  }
+
+  function send(method, path, body, extraHeaders) {
+    const headers = { Accept: "application/json", ...(extraHeaders || {}) };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (UNSAFE_METHODS.has(method)) {
+      const token = csrfToken();
+      if (token) headers["X-CSRF-Token"] = token;
+    }
+    return fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+  }
+
+  async function bodyOf(response) {
+    if (response.status === 204) return null;
+    try {
+      return await response.json();
+    } catch {
+      return null;
+    }
+  }
+
+  async function errorCode(response) {
+    const body = await bodyOf(response.clone());
+    return (body && body.error) || "";
+  }
+
+  // ---- One refresh for every caller, in this tab and across tabs --------------------------------
+
+  let lastRefreshAt = 0;
+  let refreshInFlight = null;
+
+  function storageGet(key) {
+    try {
+      return window.localStorage.getItem(key);
+    } catch {
+      return null;
+    }
+  }
+
+  function storageSet(key, value) {
+    try {
+      if (value === null) window.localStorage.removeItem(key);
+      else window.localStorage.setItem(key, value);
+    } catch {
+      // Storage may be disabled; the in-tab promise still holds calls to one refresh.
+    }
+  }
+
+  function refreshedAt() {
+    const shared = Number(storageGet(REFRESHED_AT_KEY));
+    return Math.max(lastRefreshAt, Number.isFinite(shared) ? shared : 0);
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // Where Web Locks are missing (plain http on an address other than localhost), a lease in
+  // localStorage: write it, wait a moment, and run only if it is still ours.
+  async function withLease(task) {
+    const me = `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+    const giveUpAt = Date.now() + LEASE_MS;
+    while (Date.now() < giveUpAt) {
+      let lease = null;
+      try {
+        lease = JSON.parse(storageGet(LEASE_KEY) || "null");
+      } catch {
+        lease = null;
+      }
+      if (!lease || lease.until < Date.now()) {
+        storageSet(LEASE_KEY, JSON.stringify({ owner: me, until: Date.now() + LEASE_MS }));
+        await sleep(30);
+        const held = storageGet(LEASE_KEY) || "";
+        if (held.includes(me)) {
+          try {
+            return await task();
+          } finally {
+            if ((storageGet(LEASE_KEY) || "").includes(me)) storageSet(LEASE_KEY, null);
+          }
+        }
+      }
+      await sleep(100);
+    }
+    return task();
+  }
+
+  function withCrossTabLock(task) {
+    if (navigator.locks && typeof navigator.locks.request === "function") {
+      return navigator.locks.request(REFRESH_LOCK, task);
+    }
+    return withLease(task);
+  }
+
+  // Renew the access token for a call sent at `sentAt` that was told its token expired.
+  // Every caller in this tab shares one promise; tabs queue on one lock, and whoever gets it
+  // after another tab already refreshed (since the call was sent) only retries.
+  function renewSession(sentAt) {
+    if (!refreshInFlight) {
+      refreshInFlight = withCrossTabLock(async () => {
+        if (refreshedAt() >= sentAt) return;
+        const response = await send("POST", "/api/auth/refresh");
+        if (!response.ok) throw new SignedOut(await errorCode(response));
+        lastRefreshAt = Date.now();
+        storageSet(REFRESHED_AT_KEY, String(lastRefreshAt));
+      }).finally(() => {
+        refreshInFlight = null;
+      });
+    }
+    return refreshInFlight;
+  }
+
+  async function isRenewable(response) {
+    if (response.status !== 401) return false;
+    const code = await errorCode(response);
+    // missing_token: the access cookie is gone but the refresh cookie may still live.
+    return code === "token_expired" || (code === "missing_token" && csrfToken() !== "");
+  }
+
+  async function api(method, path, body) {
+    const sentAt = Date.now();
+    let response = await send(method, path, body);
+    if (await isRenewable(response)) {
+      await renewSession(sentAt);
+      response = await send(method, path, body);
+    }
+    if (response.status === 401) throw new SignedOut(await errorCode(response));
+    const data = await bodyOf(response);
+    if (!response.ok) throw new ApiError(response, data);
+    return data;
+  }
+
+  function goToLogin(reason) {
+    const query = reason ? `?${reason}=1` : "";
+    window.location.assign(`/login${query}`);
+  }
+
+  // ---- Forms ----------------------------------------------------------------------------------
+
+  function show(element, content) {
+    element.replaceChildren();
+    if (content instanceof Node) element.append(content);
+    else element.textContent = content;
+    element.hidden = false;
+  }
+
+  function hide(element) {
+    element.replaceChildren();
+    element.hidden = true;
+  }
+
+  function list(items) {
+    const ul = document.createElement("ul");
+    for (const item of items) {
+      const li = document.createElement("li");
+      li.textContent = item;
+      ul.append(li);
+    }
+    return ul;
+  }
+
+  function sentenceWithList(sentence, items) {
+    const fragment = document.createDocumentFragment();
+    const p = document.createElement("p");
+    p.textContent = sentence;
+    fragment.append(p, list(items));
+    return fragment;
+  }
+
+  function clearErrors(form, summary) {
+    hide(summary);
+    for (const input of form.querySelectorAll("input")) {
+      input.removeAttribute("aria-invalid");
+      const error = document.getElementById(`${input.id}-error`);
+      if (error) hide(error);
+    }
+  }
+
+  function fieldError(id, content) {
+    const input = document.getElementById(id);
+    input.setAttribute("aria-invalid", "true");
+    show(document.getElementById(`${id}-error`), content);
+    return input;
+  }
+
+  function formError(summary, content) {
+    show(summary, content);
+    summary.focus();
+  }
+
+  function describeWait(seconds) {
+    if (!Number.isFinite(seconds) || seconds <= 0) return "a little while";
+    const minutes = Math.floor(seconds / 60);
+    const rest = seconds % 60;
+    const parts = [];
+    if (minutes) parts.push(`${minutes} minute${minutes === 1 ? "" : "s"}`);
+    if (rest || !minutes) parts.push(`${rest} second${rest === 1 ? "" : "s"}`);
+    return parts.join(" ");
+  }
+
+  // Keep the button disabled and counting down until Retry-After has passed.
+  function lockOut(button, summary, seconds, label) {
+    const until = Date.now() + seconds * 1000;
+    button.disabled = true;
+    const tick = () => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) {
+        button.disabled = false;
+        button.textContent = label;
+        hide(summary);
+        return;
+      }
+      button.textContent = `Try again in ${describeWait(left)}`;
+      setTimeout(tick, 1000);
+    };
+    formError(
+      summary,
+      `Too many failed attempts. For your safety, wait ${describeWait(seconds)} before trying again.`,
+    );
+    tick();
+  }
+
+  function setupLogin() {
+    const form = document.getElementById("login-form");
+    const summary = document.getElementById("form-error");
+    const notice = document.getElementById("notice");
+    const identifier = document.getElementById("identifier");
+    const password = document.getElementById("password");
+    const remember = document.getElementById("remember-me");
+    const button = document.getElementById("login-submit");
+    const label = button.textContent;
+
+    const params = new URLSearchParams(window.location.search);
+    if (params.has("registered")) {
+      show(notice, "Your account is ready. Log in to continue.");
+      identifier.value = sessionStorage.getItem(REGISTERED_EMAIL_KEY) || "";
+      sessionStorage.removeItem(REGISTERED_EMAIL_KEY);
+    } else if (params.has("signed_out")) {
+      show(notice, "You have been logged out.");
+    } else if (params.has("expired")) {
+      show(notice, "Your session has ended. Log in again to continue.");
+    }
+    (identifier.value ? password : identifier).focus();
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form, summary);
+      const who = identifier.value.trim();
+      let first = null;
+      if (!who) first = first || fieldError("identifier", "Enter your email or username.");
+      if (!password.value) first = first || fieldError("password", "Enter your password.");
+      if (first) {
+        first.focus();
+        return;
+      }
+      const body = who.includes("@") ? { email: who } : { username: who };
+      body.password = password.value;
+      body.remember_me = remember.checked;
+      button.disabled = true;
+      let response;
+      try {
+        response = await send("POST", "/api/auth/login", body, { "X-Auth-Mode": "cookie" });
+      } catch {
+        button.disabled = false;
+        formError(summary, "Keyturn cannot be reached. Check your connection and try again.");
+        return;
+      }
+      if (response.ok) {
+        window.location.assign("/dashboard");
+        return;
+      }
+      button.disabled = false;
+      const error = new ApiError(response, await bodyOf(response));
+      if (error.status === 429) {
+        lockOut(button, summary, error.retryAfter, label);
+      } else if (error.code === "invalid_credentials") {
+        password.value = "";
+        formError(summary, "That email, username or password is not right. Check them and try again.");
+      } else if (error.status === 422 && Array.isArray(error.body.reasons)) {
+        formError(summary, sentenceWithList("Please check these fields:", error.body.reasons));
+      } else {
+        formError(summary, error.message);
+      }
+    });
+  }
+
+  function setupRegister() {
+    const form = document.getElementById("register-form");
+    const summary = document.getElementById("form-error");
+    const email = document.getElementById("email");
+    const username = document.getElementById("username");
+    const password = document.getElementById("password");
+    const button = document.getElementById("register-submit");
+    const label = button.textContent;
+    email.focus();
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form, summary);
+      let first = null;
+      if (!email.value.trim()) first = first || fieldError("email", "Enter your email address.");
+      if (!password.value) first = first || fieldError("password", "Choose a password.");
+      if (first) {
+        first.focus();
+        return;
+      }
+      const body = { email: email.value.trim(), password: password.value };
+      if (username.value.trim()) body.username = username.value.trim();
+      button.disabled = true;
+      let response;
+      try {
+        response = await send("POST", "/api/auth/register", body);
+      } catch {
+        button.disabled = false;
+        formError(summary, "Keyturn cannot be reached. Check your connection and try again.");
+        return;
+      }
+      if (response.status === 201) {
+        sessionStorage.setItem(REGISTERED_EMAIL_KEY, body.email);
+        window.location.assign("/login?registered=1");
+        return;
+      }
+      button.disabled = false;
+      const error = new ApiError(response, await bodyOf(response));
+      const reasons = Array.isArray(error.body.reasons) ? error.body.reasons : [];
+      const fields = {
+        email_taken: "email",
+        invalid_email: "email",
+        username_taken: "username",
+        invalid_username: "username",
+        weak_password: "password",
+      };
+      if (error.code === "weak_password" && reasons.length) {
+        fieldError("password", sentenceWithList("Choose a stronger password:", reasons));
+        formError(summary, "The password was not accepted; see the reasons below it.");
+      } else if (fields[error.code]) {
+        const input = fieldError(fields[error.code], error.message);
+        formError(summary, error.message);
+        input.setAttribute("aria-invalid", "true");
+      } else if (error.status === 429) {
+        lockOut(button, summary, error.retryAfter, label);
+      } else if (error.status === 422 && reasons.length) {
+        formError(summary, sentenceWithList("Please check these fields:", reasons));
+      } else {
+        formError(summary, error.message);
+      }
+    });
+  }
+
+  // ---- Dashboard ------------------------------------------------------------------------------
+
+  function describeDevice(userAgent) {
+    const ua = userAgent || "";
+    if (!ua) return "Unknown device";
+    const browsers = [
+      [/Edg(A|iOS)?\//, "Edge"],
+      [/OPR\/|Opera/, "Opera"],
+      [/Firefox\/|FxiOS\//, "Firefox"],
+      [/HeadlessChrome\//, "Headless Chrome"],
+      [/Chrome\/|CriOS\/|Chromium\//, "Chrome"],
+      [/Version\/[\d.]+.*Safari\//, "Safari"],
+      [/^curl\//, "curl"],
+      [/python-httpx|python-requests|aiohttp|urllib/i, "Python script"],
+      [/keyturn/i, "Keyturn client"],
+    ];
+    const systems = [
+      [/iPhone|iPad|iPod/, "iOS"],
+      [/Android/, "Android"],
+      [/Windows/, "Windows"],
+      [/Mac OS X|Macintosh/, "macOS"],
+      [/CrOS/, "ChromeOS"],
+      [/Linux/, "Linux"],
+    ];
+    const find = (table) => (table.find(([pattern]) => pattern.test(ua)) || [null, ""])[1];
+    const browser = find(browsers);
+    const system = find(systems);
+    if (browser && system) return `${browser} on ${system}`;
+    return browser || system || ua.split(/[\s/]/)[0].slice(0, 40) || "Unknown device";
+  }
+
+  const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  const absolute = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+  function ago(date) {
+    const seconds = Math.round((date.getTime() - Date.now()) / 1000);
+    if (Math.abs(seconds) < 45) return "just now";
+    const steps = [
+      [60, "minute"],
+      [24, "hour"],
+      [30, "day"],
+      [12, "month"],
+    ];
+    let value = Math.round(seconds / 60);
+    for (const [size, unit] of steps) {
+      if (Math.abs(value) < size) return relative.format(value, unit);
+      value = Math.round(value / size);
+    }
+    return relative.format(value, "year");
+  }
+
+  function timeElement(iso, text) {
+    const element = document.createElement("time");
+    element.dateTime = iso;
+    element.title = absolute.format(new Date(iso));
+    element.textContent = text;
+    return element;
+  }
+
+  function setupDashboard() {
+    const pageError = document.getElementById("page-error");
+    const sessionsList = document.getElementById("sessions");
+    const sessionsStatus = document.getElementById("sessions-status");
+    const logoutButton = document.getElementById("logout");
+    const everywhereButton = document.getElementById("logout-everywhere");
+    const reloadButton = document.getElementById("reload");
+
+    function signedOut(reason) {
+      if (channel) channel.postMessage({ type: "signed-out" });
+      goToLogin(reason);
+    }
+
+    function fail(error) {
+      if (error instanceof SignedOut) {
+        signedOut("expired");
+        return;
+      }
+      formError(pageError, error.message || "Something went wrong. Reload the page to try again.");
+    }
+
+    function renderUser(user) {
+      document.getElementById("user-email").textContent = user.email;
+      document.getElementById("user-username").textContent = user.username || "—";
+      document.getElementById("user-roles").textContent = user.roles.join(", ");
+      document.getElementById("user-created").textContent = absolute.format(new Date(user.created_at));
+      document.getElementById("account").hidden = false;
+      document.getElementById("account-loading").hidden = true;
+    }
+
+    function renderSessions(sessions) {
+      sessionsList.replaceChildren();
+      for (const session of sessions) {
+        const device = describeDevice(session.user_agent);
+        const item = document.createElement("li");
+        item.className = "session";
+        item.dataset.sessionId = session.id;
+
+        const info = document.createElement("div");
+        const name = document.createElement("div");
+        name.className = "session-device";
+        name.textContent = device;
+        if (session.current) {
+          const badge = document.createElement("span");
+          badge.className = "badge";
+          badge.textContent = "This device";
+          name.append(badge);
+        }
+        const meta = document.createElement("p");
+        meta.className = "session-meta";
+        meta.append(
+          `IP ${session.ip || "unknown"} · last used `,
+          timeElement(session.last_used_at, ago(new Date(session.last_used_at))),
+          " · signed in ",
+          timeElement(session.created_at, absolute.format(new Date(session.created_at))),
+        );
+        info.append(name, meta);
+
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "secondary";
+        const where = document.createElement("span");
+        where.className = "visually-hidden";
+        where.textContent = ` ${device}${session.current ? " (this device)" : ""}, IP ${session.ip || "unknown"}`;
+        button.append("Revoke", where);
+        button.addEventListener("click", () => revoke(session, button));
+
+        item.append(info, button);
+        sessionsList.append(item);
+      }
+      const count = sessions.length;
+      sessionsStatus.textContent = `${count} active session${count === 1 ? "" : "s"}.`;
+    }
+
+    async function load() {
+      hide(pageError);
+      try {
+        // In parallel on purpose: both may meet an expired token and share one refresh.
+        const [me, found] = await Promise.all([
+          api("GET", "/api/auth/me"),
+          api("GET", "/api/auth/sessions"),
+        ]);
+        renderUser(me.user);
+        renderSessions(found.sessions);
+      } catch (error) {
+        fail(error);
+      }
+    }
+
+    async function revoke(session, button) {
+      button.disabled = true;
+      try {
+        await api("DELETE", `/api/auth/sessions/${encodeURIComponent(session.id)}`);
+      } catch (error) {
+        button.disabled = false;
+        fail(error);
+        return;
+      }
+      if (session.current) {
+        signedOut("signed_out");
+        return;
+      }
+      sessionsStatus.textContent = `Revoked the session on ${describeDevice(session.user_agent)}.`;
+      await load();
+      reloadButton.focus();
+    }
+
+    async function end(path, button) {
+      button.disabled = true;
+      try {
+        await api("POST", path);
+      } catch (error) {
+        if (!(error instanceof SignedOut)) {
+          button.disabled = false;
+          fail(error);
+          return;
+        }
+      }
+      signedOut("signed_out");
+    }
+
+    logoutButton.addEventListener("click", () => end("/api/auth/logout", logoutButton));
+    everywhereButton.addEventListener("click", () =>
+      end("/api/auth/logout-all", everywhereButton),
+    );
+    reloadButton.addEventListener("click", load);
+    if (channel) {
+      channel.addEventListener("message", (event) => {
+        if (event.data && event.data.type === "signed-out") goToLogin("signed_out");
+      });
+    }
+    load();
+  }
+
+  const setups = { login: setupLogin, register: setupRegister, dashboard: setupDashboard };
+  const setup = setups[document.body.dataset.page];
+  if (setup) setup();
+})();
