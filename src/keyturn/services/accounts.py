@@ -12,6 +12,7 @@ from keyturn.clock import Clock
 from keyturn.core.passwords import PasswordHashing, password_problems
 from keyturn.services.audit import AuditTrail
 from keyturn.services.context import NO_CONTEXT, RequestContext
+from keyturn.services.limits import ClientLimits
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
 from keyturn.storage.users import DuplicateUserError, UserRecord
@@ -56,12 +57,19 @@ def check_roles(roles: tuple[str, ...]) -> tuple[str, ...]:
 
 class AccountService:
     def __init__(
-        self, database: Database, hashing: PasswordHashing, audit: AuditTrail, clock: Clock
+        self,
+        database: Database,
+        hashing: PasswordHashing,
+        audit: AuditTrail,
+        clock: Clock,
+        *,
+        client_limits: ClientLimits | None = None,
     ) -> None:
         self._database = database
         self._hashing = hashing
         self._audit = audit
         self._clock = clock
+        self._client_limits = client_limits
 
     def register(
         self,
@@ -75,8 +83,11 @@ class AccountService:
         """Create an account.
 
         Raises InvalidEmailError, InvalidUsernameError, WeakPasswordError (with `reasons`),
-        EmailTakenError or UsernameTakenError.
+        EmailTakenError or UsernameTakenError; TooManyRequestsError past
+        KEYTURN_REGISTER_MAX_PER_IP.
         """
+        if self._client_limits is not None:
+            self._client_limits.count_registration(context)
         email = normalize_email(email)
         if username is not None:
             username = check_username(username)

@@ -38,6 +38,7 @@ from keyturn.services.accounts import check_password
 from keyturn.services.audit import AuditTrail
 from keyturn.services.context import NO_CONTEXT, RequestContext
 from keyturn.services.keyring import KeyringService
+from keyturn.services.limits import ClientLimits
 from keyturn.services.revocation import RevocationService
 from keyturn.state.memory import BoundedTtlCache
 from keyturn.state.protocols import RateLimiter
@@ -73,8 +74,10 @@ class AuthService:
         revocation: RevocationService,
         audit: AuditTrail,
         user_cache: BoundedTtlCache[str, UserRecord],
+        client_limits: ClientLimits | None = None,
     ) -> None:
         self._settings = settings
+        self._client_limits = client_limits
         self._database = database
         self._clock = clock
         self._keyring = keyring
@@ -290,8 +293,11 @@ class AuthService:
 
         Within the grace window a rotated token gets the same successor again (concurrent
         tabs, retries); after it, the whole session ends. Raises InvalidRefreshTokenError,
-        RefreshTokenExpiredError, RefreshTokenReusedError (after committing the revocation).
+        RefreshTokenExpiredError, RefreshTokenReusedError (after committing the revocation),
+        TooManyRequestsError past KEYTURN_REFRESH_MAX_PER_IP.
         """
+        if self._client_limits is not None:
+            self._client_limits.count_refresh(context)
         if not is_refresh_token_shaped(refresh_token):
             raise errors.InvalidRefreshTokenError()
         now = self._clock.now()

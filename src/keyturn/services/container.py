@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,11 +17,13 @@ from keyturn.services.audit import AuditTrail
 from keyturn.services.auth import AuthService
 from keyturn.services.browser import BrowserService
 from keyturn.services.keyring import KeyringService
+from keyturn.services.limits import ClientLimits
 from keyturn.services.revocation import RevocationService
 from keyturn.services.upkeep import Upkeep
 from keyturn.state.database import DatabaseRateLimiter
-from keyturn.state.memory import BoundedTtlCache, RevocationList
+from keyturn.state.memory import BoundedTtlCache, MemoryRateLimiter, RevocationList
 from keyturn.state.protocols import RateLimiter
+from keyturn.state.redis import RedisLink, RedisRateLimiter, RevocationChannel
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
 from keyturn.storage.users import UserRecord
@@ -40,6 +43,7 @@ class Services:
     upkeep: Upkeep
     browser: BrowserService
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
+    redis: RedisLink | None = None
 
     async def start(self) -> None:
         """Apply pending migrations, load keys (creating the first), catch up with the
@@ -57,6 +61,8 @@ class Services:
     async def stop(self) -> None:
         await self.upkeep.stop()
         self.database.dispose()
+        if self.redis is not None:
+            self.redis.close()
 
 
 def password_hashing(settings: Settings) -> PasswordHashing:
@@ -83,7 +89,20 @@ def build_services(
         settings, database, clock, revocations=RevocationList(), user_cache=user_cache
     )
     keyring = KeyringService(settings, database, clock)
-    limiter = DatabaseRateLimiter(database, clock)
+    # Login failures and registrations are counted where every instance sees them: Redis,
+    # else the database. Refreshes never cost a database write: Redis, else per process.
+    limiter: RateLimiter = DatabaseRateLimiter(database, clock)
+    fast_limiter: RateLimiter = MemoryRateLimiter(clock)
+    link = RedisLink(settings.redis_url) if settings.redis_url else None
+    channel: RevocationChannel | None = None
+    extra_probes: dict[str, Callable[[], None]] = {}
+    if link is not None:
+        limiter = RedisRateLimiter(link, fallback=limiter)
+        fast_limiter = RedisRateLimiter(link, fallback=fast_limiter)
+        channel = RevocationChannel(link, origin=secrets.token_hex(8))
+        revocation.hooks.append(channel.publish)
+        extra_probes["redis"] = link.ping
+    client_limits = ClientLimits(settings, shared=limiter, fast=fast_limiter)
     auth = AuthService(
         settings,
         database,
@@ -94,17 +113,28 @@ def build_services(
         revocation=revocation,
         audit=audit,
         user_cache=user_cache,
+        client_limits=client_limits,
     )
     return Services(
         settings=settings,
         clock=clock,
         database=database,
         keyring=keyring,
-        accounts=AccountService(database, hashing, audit, clock),
+        accounts=AccountService(database, hashing, audit, clock, client_limits=client_limits),
         auth=auth,
         admin=AdminService(database, clock, revocation=revocation, audit=audit),
         revocation=revocation,
         limiter=limiter,
-        upkeep=Upkeep(settings, database, clock, revocation=revocation, keyring=keyring, auth=auth),
+        upkeep=Upkeep(
+            settings,
+            database,
+            clock,
+            revocation=revocation,
+            keyring=keyring,
+            auth=auth,
+            channel=channel,
+        ),
         browser=BrowserService(settings, database, clock),
+        extra_probes=extra_probes,
+        redis=link,
     )

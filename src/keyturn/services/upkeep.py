@@ -1,4 +1,5 @@
-"""Background upkeep of a running server: the revocation feed, key reloads, purging old rows."""
+"""Background upkeep of a running server: the revocation feed, the Redis revocation channel,
+key reloads, purging old rows."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import logging
 from datetime import timedelta
 
 from anyio import to_thread
+from redis.exceptions import RedisError
 
 from keyturn.clock import Clock
 from keyturn.config import Settings
 from keyturn.services.auth import AuthService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.revocation import RevocationService
+from keyturn.state.redis import RETRY_PAUSE_SECONDS, RevocationChannel
 from keyturn.storage import rate_limits as rate_limit_store
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
@@ -33,6 +36,7 @@ class Upkeep:
         revocation: RevocationService,
         keyring: KeyringService,
         auth: AuthService,
+        channel: RevocationChannel | None = None,
     ) -> None:
         self._settings = settings
         self._database = database
@@ -40,6 +44,7 @@ class Upkeep:
         self._revocation = revocation
         self._keyring = keyring
         self._auth = auth
+        self._channel = channel
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -47,6 +52,12 @@ class Upkeep:
             asyncio.create_task(self._poll_forever(), name="keyturn-revocation-feed"),
             asyncio.create_task(self._purge_forever(), name="keyturn-purge"),
         ]
+        if self._channel is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._listen_forever(self._channel), name="keyturn-revocation-channel"
+                )
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -69,6 +80,35 @@ class Upkeep:
                     await to_thread.run_sync(self._keyring.reload)
             except Exception:
                 logger.warning("revocation feed poll failed", exc_info=True)
+
+    async def _listen_forever(self, channel: RevocationChannel) -> None:
+        """Apply the revocations other processes announce the moment they do.
+
+        On every (re)subscription, and whenever a write to Redis failed meanwhile, every
+        live revocation is written to Redis again: keys lost to an outage or a restart come
+        back, so services reading Redis never see a revoked session as live for long.
+        """
+        while True:
+            try:
+                async with channel.subscription() as subscription:
+                    channel.link.mark_up()
+                    while True:
+                        if channel.link.needs_restore:
+                            channel.link.needs_restore = False
+                            await to_thread.run_sync(self.restore_redis, channel)
+                        revocations = await subscription.receive(timeout=1.0)
+                        if revocations:
+                            self._revocation.apply(revocations)
+            except (RedisError, OSError) as error:
+                channel.link.mark_down(error)
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+
+    def restore_redis(self, channel: RevocationChannel) -> None:
+        sessions, tokens = self._revocation.revocations.live_entries(now=self._clock.timestamp())
+        try:
+            channel.restore(sessions, tokens)
+        except RedisError as error:
+            channel.link.mark_down(error)
 
     async def _purge_forever(self) -> None:
         while True:

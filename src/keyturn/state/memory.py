@@ -1,11 +1,17 @@
-"""In-process state: the revocation list every access check reads, and bounded caches."""
+"""In-process state: the revocation list every access check reads, bounded caches, and
+a rate limiter for counters that need not be shared between workers."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable
+from datetime import timedelta
+from math import ceil
 from typing import Generic, TypeVar
+
+from keyturn.clock import Clock
 
 Value = TypeVar("Value")
 Key = TypeVar("Key", bound=Hashable)
@@ -43,6 +49,12 @@ class RevocationList:
         for table in (self._sessions, self._tokens):
             for subject in [subject for subject, until in table.items() if until <= now]:
                 del table[subject]
+
+    def live_entries(self, *, now: float) -> tuple[dict[str, float], dict[str, float]]:
+        """Copies of (sessions, tokens), each subject mapped to the epoch time it lasts until."""
+        sessions = {subject: until for subject, until in self._sessions.items() if until > now}
+        tokens = {subject: until for subject, until in self._tokens.items() if until > now}
+        return sessions, tokens
 
     def __len__(self) -> int:
         return len(self._sessions) + len(self._tokens)
@@ -82,3 +94,55 @@ class BoundedTtlCache(Generic[Key, Value]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class MemoryRateLimiter:
+    """Fixed-window counters in this process only: each worker counts its own share.
+
+    For limits on hot paths (refresh) where a database write per request would cost more
+    than the limit is worth; with N workers a client gets up to N times the limit.
+    """
+
+    def __init__(self, clock: Clock, *, max_keys: int = 100_000) -> None:
+        self._clock = clock
+        self._max_keys = max_keys
+        self._windows: dict[str, tuple[int, float]] = {}  # key -> (count, window ends at)
+        self._lock = threading.Lock()
+
+    def blocked_for(self, key: str, *, limit: int, window: timedelta) -> int | None:
+        now = self._clock.timestamp()
+        with self._lock:
+            count, ends_at = self._windows.get(key, (0, now))
+        if ends_at <= now or count < limit:
+            return None
+        return max(1, ceil(ends_at - now))
+
+    def hit(self, key: str, *, limit: int, window: timedelta) -> int | None:
+        now = self._clock.timestamp()
+        with self._lock:
+            count, ends_at = self._windows.get(key, (0, now))
+            if ends_at <= now:
+                count, ends_at = 0, now + window.total_seconds()
+            count += 1
+            self._windows[key] = (count, ends_at)
+            if len(self._windows) > self._max_keys:
+                self._shrink(now)
+        if count <= limit:
+            return None
+        return max(1, ceil(ends_at - now))
+
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._windows.pop(key, None)
+
+    def _shrink(self, now: float) -> None:
+        for key in [key for key, (_count, ends_at) in self._windows.items() if ends_at <= now]:
+            del self._windows[key]
+        # Still full of live windows (a flood of addresses): the oldest keys go first, down
+        # to nine tenths so the next hits do not each pay for another sweep.
+        excess = len(self._windows) - self._max_keys * 9 // 10
+        for key in list(self._windows)[: max(0, excess)]:
+            del self._windows[key]
+
+    def __len__(self) -> int:
+        return len(self._windows)

@@ -1,0 +1,64 @@
+"""Per-client-IP limits on registering and refreshing (login limits live in auth.py).
+
+Registrations are counted where login failures are (Redis, else the database): each one
+writes to the database anyway, and a shared count is what stops an address from creating
+accounts in bulk. Refresh is a hot path, so its counter is never a database write: Redis
+when configured, else a counter in each worker process (N workers let an address through
+up to N times the limit; the limit is there against floods, not single extra requests).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from keyturn import errors
+from keyturn.config import Settings
+from keyturn.services.context import RequestContext
+from keyturn.state.protocols import RateLimiter
+
+REFRESH_WINDOW = timedelta(minutes=1)
+
+
+class ClientLimits:
+    def __init__(self, settings: Settings, *, shared: RateLimiter, fast: RateLimiter) -> None:
+        self._settings = settings
+        self._shared = shared
+        self._fast = fast
+        self._register_window = timedelta(seconds=settings.login_window_seconds)
+
+    def count_registration(self, context: RequestContext) -> None:
+        """Count one registration attempt from the caller's address.
+
+        Raises TooManyRequestsError past KEYTURN_REGISTER_MAX_PER_IP in
+        KEYTURN_LOGIN_WINDOW_SECONDS. Callers without an address (the CLI) are not counted.
+        """
+        if not context.ip:
+            return
+        wait = self._shared.hit(
+            "register:ip:" + context.ip,
+            limit=self._settings.register_max_per_ip,
+            window=self._register_window,
+        )
+        if wait is not None:
+            raise errors.TooManyRequestsError(
+                f"Too many registrations from this address; try again in {wait} seconds.",
+                retry_after_seconds=wait,
+            )
+
+    def count_refresh(self, context: RequestContext) -> None:
+        """Count one refresh from the caller's address.
+
+        Raises TooManyRequestsError past KEYTURN_REFRESH_MAX_PER_IP in a minute.
+        """
+        if not context.ip:
+            return
+        wait = self._fast.hit(
+            "refresh:ip:" + context.ip,
+            limit=self._settings.refresh_max_per_ip,
+            window=REFRESH_WINDOW,
+        )
+        if wait is not None:
+            raise errors.TooManyRequestsError(
+                f"Too many refreshes from this address; try again in {wait} seconds.",
+                retry_after_seconds=wait,
+            )
