@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,13 @@ class Database:
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self.engine: Engine
+        # SQLite has one writer at a time. Threads of this process queue here, and each is
+        # woken the moment the lock is free; left to SQLite's busy handler they would sleep
+        # and poll with back-off (up to 100 ms a try) while the lock sits idle. Other
+        # processes (workers) still meet at BEGIN IMMEDIATE.
+        self._write_lock: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+        )
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +64,11 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A read-write transaction, committed when the block ends without an exception."""
-        with self._translate_outages(), self.engine.connect() as connection:
+        with (
+            self._write_lock,
+            self._translate_outages(),
+            self.engine.connect() as connection,
+        ):
             connection = connection.execution_options(**{_WRITE_OPTION: True})
             with connection.begin():
                 yield connection

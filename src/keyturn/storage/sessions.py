@@ -1,10 +1,14 @@
-"""The sessions and refresh_tokens tables."""
+"""The sessions and refresh_tokens tables.
+
+The statements on the refresh path are built once, with bound parameters: building a
+SQLAlchemy statement costs several times what executing it against SQLite does.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from keyturn.core.refresh import StoredRefreshToken
@@ -38,26 +42,31 @@ def _refresh(row: RowMapping) -> StoredRefreshToken:
     )
 
 
+_INSERT_SESSION = insert(sessions)
+_FIND_SESSION = select(sessions).where(sessions.c.id == bindparam("session_id"))
+
+
 def insert_session(connection: Connection, session: Session) -> None:
     connection.execute(
-        insert(sessions).values(
-            id=session.id,
-            user_id=session.user_id,
-            created_at=session.created_at,
-            last_used_at=session.last_used_at,
-            idle_expires_at=session.idle_expires_at,
-            absolute_expires_at=session.absolute_expires_at,
-            ended_at=None,
-            remember_me=session.remember_me,
-            user_agent=session.user_agent,
-            ip=session.ip,
-            client_id=session.client_id,
-        )
+        _INSERT_SESSION,
+        {
+            "id": session.id,
+            "user_id": session.user_id,
+            "created_at": session.created_at,
+            "last_used_at": session.last_used_at,
+            "idle_expires_at": session.idle_expires_at,
+            "absolute_expires_at": session.absolute_expires_at,
+            "ended_at": None,
+            "remember_me": session.remember_me,
+            "user_agent": session.user_agent,
+            "ip": session.ip,
+            "client_id": session.client_id,
+        },
     )
 
 
 def find_session(connection: Connection, session_id: str) -> Session | None:
-    row = connection.execute(select(sessions).where(sessions.c.id == session_id)).mappings().first()
+    row = connection.execute(_FIND_SESSION, {"session_id": session_id}).mappings().first()
     return _session(row) if row else None
 
 
@@ -95,14 +104,23 @@ def end_session(connection: Connection, session_id: str, *, reason: str, now: da
     return result.rowcount == 1
 
 
+_TOUCH_SESSION = (
+    update(sessions)
+    .where(sessions.c.id == bindparam("session_id"))
+    .values(last_used_at=bindparam("now"), idle_expires_at=bindparam("new_idle_expires_at"))
+)
+
+
 def touch_session(
     connection: Connection, session_id: str, *, now: datetime, idle_expires_at: datetime
 ) -> None:
     connection.execute(
-        update(sessions)
-        .where(sessions.c.id == session_id)
-        .values(last_used_at=now, idle_expires_at=idle_expires_at)
+        _TOUCH_SESSION,
+        {"session_id": session_id, "now": now, "new_idle_expires_at": idle_expires_at},
     )
+
+
+_INSERT_REFRESH_TOKEN = insert(refresh_tokens)
 
 
 def insert_refresh_token(
@@ -114,9 +132,13 @@ def insert_refresh_token(
     expires_at: datetime,
 ) -> None:
     connection.execute(
-        insert(refresh_tokens).values(
-            session_id=session_id, token_hash=token_hash, created_at=now, expires_at=expires_at
-        )
+        _INSERT_REFRESH_TOKEN,
+        {
+            "session_id": session_id,
+            "token_hash": token_hash,
+            "created_at": now,
+            "expires_at": expires_at,
+        },
     )
 
 
@@ -128,19 +150,18 @@ _REFRESH_COLUMNS = (
 )
 
 
+_FIND_REFRESH_TOKEN = (
+    select(*_REFRESH_COLUMNS, sessions)
+    .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
+    .where(refresh_tokens.c.token_hash == bindparam("token_hash"))
+)
+
+
 def find_refresh_token(
     connection: Connection, token_hash: str
 ) -> tuple[StoredRefreshToken, Session] | None:
     """The stored token and its session, in one query."""
-    row = (
-        connection.execute(
-            select(*_REFRESH_COLUMNS, sessions)
-            .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
-            .where(refresh_tokens.c.token_hash == token_hash)
-        )
-        .mappings()
-        .first()
-    )
+    row = connection.execute(_FIND_REFRESH_TOKEN, {"token_hash": token_hash}).mappings().first()
     if row is None:
         return None
     token = StoredRefreshToken(
@@ -153,21 +174,33 @@ def find_refresh_token(
     return token, _session(row)
 
 
+_MARK_ROTATED = (
+    update(refresh_tokens)
+    .where(
+        refresh_tokens.c.id == bindparam("refresh_token_id"),
+        refresh_tokens.c.rotated_at.is_(None),
+    )
+    .values(rotated_at=bindparam("now"), sealed_successor=bindparam("sealed"))
+)
+_REFETCH_REFRESH_TOKEN = select(refresh_tokens).where(
+    refresh_tokens.c.id == bindparam("refresh_token_id")
+)
+
+
 def mark_rotated(
     connection: Connection, refresh_token_id: int, *, now: datetime, sealed_successor: bytes
 ) -> bool:
     """Claim the rotation; exactly one concurrent caller sees True (the row lock decides)."""
     result = connection.execute(
-        update(refresh_tokens)
-        .where(refresh_tokens.c.id == refresh_token_id, refresh_tokens.c.rotated_at.is_(None))
-        .values(rotated_at=now, sealed_successor=sealed_successor)
+        _MARK_ROTATED,
+        {"refresh_token_id": refresh_token_id, "now": now, "sealed": sealed_successor},
     )
     return result.rowcount == 1
 
 
 def refetch_refresh_token(connection: Connection, refresh_token_id: int) -> StoredRefreshToken:
     row = (
-        connection.execute(select(refresh_tokens).where(refresh_tokens.c.id == refresh_token_id))
+        connection.execute(_REFETCH_REFRESH_TOKEN, {"refresh_token_id": refresh_token_id})
         .mappings()
         .one()
     )

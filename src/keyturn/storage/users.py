@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -92,8 +92,12 @@ def insert_user(
     return user
 
 
+# Built once: it runs on every refresh, and building a statement costs more than running it.
+_FIND_USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
+
+
 def find_user_by_id(connection: Connection, user_id: str) -> UserRecord | None:
-    row = connection.execute(select(users).where(users.c.id == user_id)).mappings().first()
+    row = connection.execute(_FIND_USER_BY_ID, {"user_id": user_id}).mappings().first()
     return _record(row) if row else None
 
 
