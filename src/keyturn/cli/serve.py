@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import tempfile
 from typing import Any
 
 import uvicorn
 
 from keyturn.config import Settings
+from keyturn.observability.logging import logging_config
+from keyturn.observability.metrics import MULTIPROCESS_ENV
 from keyturn.services.container import build_services
 from keyturn.storage.migrations import upgrade_database
 
@@ -36,6 +40,16 @@ def run(args: argparse.Namespace) -> int:
     upgrade_database(services.database)
     services.keyring.ensure_signing_key()
     services.database.dispose()
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1 and not os.environ.get(MULTIPROCESS_ENV):
+            # Workers start after this and count into files here; /metrics sums them all.
+            metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="keyturn-"))
+            os.environ[MULTIPROCESS_ENV] = metrics_dir
+        _run_uvicorn(args, settings)
+    return 0
+
+
+def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     uvicorn.run(
         "keyturn.http.app:app_from_environment",
         factory=True,
@@ -48,6 +62,6 @@ def run(args: argparse.Namespace) -> int:
         proxy_headers=False,
         server_header=False,
         log_level=settings.log_level.lower(),
+        log_config=logging_config(settings.log_level),
         timeout_graceful_shutdown=5,
     )
-    return 0

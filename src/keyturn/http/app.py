@@ -15,7 +15,8 @@ from keyturn.config import Settings
 from keyturn.http.client_ip import parse_networks
 from keyturn.http.middleware import RequestEnvelope
 from keyturn.http.problems import install_problem_handlers
-from keyturn.http.routes import admin, auth, discovery, health, oauth
+from keyturn.http.routes import admin, audit, auth, discovery, health, metrics, oauth
+from keyturn.observability.metrics import RequestObserver
 from keyturn.services.container import Services, build_services
 from keyturn.web.routes import install_web
 
@@ -58,7 +59,10 @@ def create_app(
     for router in (auth.router, admin.router, discovery.router, health.router):
         app.include_router(router)
     install_web(app)
-    app.include_router(oauth.router)
+    for router in (oauth.router, audit.router, metrics.router):
+        app.include_router(router)
+    # Added first, so it runs inside RequestEnvelope and sees the request id.
+    app.add_middleware(RequestObserver)
     app.add_middleware(RequestEnvelope, max_body_bytes=settings.max_body_bytes)
     _document_security(app)
     return app

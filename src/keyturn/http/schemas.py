@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from keyturn.core.sessions import Session
+from keyturn.storage.audit import AuditEvent
 from keyturn.storage.users import UserRecord
 
 
@@ -171,3 +172,34 @@ class UserPage(BaseModel):
 class Problem(BaseModel):
     error: str
     message: str
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    occurred_at: datetime
+    event: str
+    user_id: str | None
+    session_id: str | None
+    ip: str | None
+    user_agent: str | None
+    detail: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, item: AuditEvent) -> AuditEventOut:
+        return cls(
+            id=item.id,
+            occurred_at=item.occurred_at,
+            event=item.event,
+            user_id=item.user_id,
+            session_id=item.session_id,
+            ip=item.ip,
+            user_agent=item.user_agent,
+            detail=item.detail,
+        )
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventOut]
+    total: int
+    limit: int
+    offset: int

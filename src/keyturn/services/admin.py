@@ -8,7 +8,9 @@ from keyturn.services.accounts import check_roles
 from keyturn.services.audit import AuditTrail
 from keyturn.services.context import NO_CONTEXT, RequestContext
 from keyturn.services.revocation import RevocationService
+from keyturn.storage import audit as audit_store
 from keyturn.storage import users as user_store
+from keyturn.storage.audit import AuditEvent
 from keyturn.storage.db import Database
 from keyturn.storage.users import UserRecord
 
@@ -34,6 +36,24 @@ class AdminService:
                 limit=max(1, min(limit, MAX_PAGE_SIZE)),
                 offset=max(0, offset),
                 email_contains=email_contains,
+            )
+
+    def list_audit_events(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        user_id: str | None = None,
+        event: str | None = None,
+    ) -> tuple[list[AuditEvent], int]:
+        """A page of the audit trail (newest first) and the number of events that match."""
+        with self._database.snapshot() as connection:
+            return audit_store.list_events(
+                connection,
+                limit=max(1, min(limit, MAX_PAGE_SIZE)),
+                offset=max(0, offset),
+                user_id=user_id,
+                event=event,
             )
 
     def find_user(self, reference: str) -> UserRecord:

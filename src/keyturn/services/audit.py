@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from keyturn.clock import Clock
+from keyturn.observability import metrics
 from keyturn.services.context import RequestContext
 from keyturn.storage import audit as audit_store
 
@@ -35,3 +36,4 @@ class AuditTrail:
             user_agent=context.user_agent,
             detail=detail,
         )
+        metrics.count_event(event)

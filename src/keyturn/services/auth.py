@@ -34,6 +34,7 @@ from keyturn.core.tokens import (
     mint_access_token,
     verify_access_token,
 )
+from keyturn.observability import metrics
 from keyturn.services.accounts import check_password
 from keyturn.services.audit import AuditTrail
 from keyturn.services.context import NO_CONTEXT, RequestContext
@@ -365,6 +366,7 @@ class AuthService:
         if successor is None:
             self._revocation.publish(ended)
             raise errors.RefreshTokenReusedError()
+        metrics.count_refresh(repeated=verdict is RefreshVerdict.WITHIN_GRACE)
         return self._issue(
             user,
             session_id=session.id,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.engine import Connection
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Connection, RowMapping
 
 from keyturn.storage.models import audit_events
 
@@ -33,4 +34,57 @@ def insert_event(
             user_agent=user_agent[:512] if user_agent else None,
             detail=json.dumps(detail, sort_keys=True) if detail else None,
         )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    id: int
+    occurred_at: datetime
+    event: str
+    user_id: str | None
+    session_id: str | None
+    ip: str | None
+    user_agent: str | None
+    detail: dict[str, Any] | None
+
+
+def list_events(
+    connection: Connection,
+    *,
+    limit: int,
+    offset: int,
+    user_id: str | None = None,
+    event: str | None = None,
+) -> tuple[list[AuditEvent], int]:
+    """A page of events, newest first, and how many match the filters."""
+    conditions = []
+    if user_id is not None:
+        conditions.append(audit_events.c.user_id == user_id)
+    if event is not None:
+        conditions.append(audit_events.c.event == event)
+    total = connection.execute(
+        select(func.count()).select_from(audit_events).where(*conditions)
+    ).scalar_one()
+    rows = connection.execute(
+        select(audit_events)
+        .where(*conditions)
+        .order_by(audit_events.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).mappings()
+    return [_event(row) for row in rows], int(total)
+
+
+def _event(row: RowMapping) -> AuditEvent:
+    detail = json.loads(row["detail"]) if row["detail"] else None
+    return AuditEvent(
+        id=int(row["id"]),
+        occurred_at=row["occurred_at"],
+        event=row["event"],
+        user_id=row["user_id"],
+        session_id=row["session_id"],
+        ip=row["ip"],
+        user_agent=row["user_agent"],
+        detail=detail if isinstance(detail, dict) else None,
     )

@@ -1,0 +1,130 @@
+"""Prometheus metrics (the official prometheus_client) and the middleware that times requests.
+
+Counters for logins, refreshes, refresh-token reuse and revocations; a latency histogram per
+route template (`/api/admin/users/{user_id}`, never the raw path, so the series stay few).
+Under `keyturn serve --workers N` the server sets PROMETHEUS_MULTIPROC_DIR before the
+workers start and /metrics sums every worker (prometheus_client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keyturn.observability.logging import bind_request_id
+
+MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED_ROUTE: Final = "<unmatched>"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+LOGINS = Counter("keyturn_logins", "Login attempts by outcome: ok, failed or locked.", ["outcome"])
+REFRESHES = Counter(
+    "keyturn_refreshes",
+    "Refresh-token rotations answered: rotated, or repeated within the grace window.",
+    ["outcome"],
+)
+REFRESH_REUSE = Counter(
+    "keyturn_refresh_reuse_detections",
+    "Rotated refresh tokens presented after the grace window; each ended a session.",
+)
+REVOCATIONS = Counter(
+    "keyturn_revocations",
+    "Actions that ended sessions or revoked tokens, by reason (the audit event).",
+    ["reason"],
+)
+AUDIT_EVENTS = Counter("keyturn_audit_events", "Audit events written, by event.", ["event"])
+REQUEST_SECONDS = Histogram(
+    "keyturn_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method, route template and status.",
+    ["method", "route", "status"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+
+_LOGIN_OUTCOMES = {"login_succeeded": "ok", "login_failed": "failed", "login_locked": "locked"}
+_REVOKING_EVENTS = frozenset(
+    {
+        "logout",
+        "logout_all",
+        "session_revoked",
+        "access_token_revoked",
+        "password_changed",
+        "user_disabled",
+        "roles_changed",
+        "refresh_token_reused",
+    }
+)
+
+
+def count_event(event: str) -> None:
+    """Count an audit event, and the login, reuse or revocation it stands for."""
+    AUDIT_EVENTS.labels(event).inc()
+    outcome = _LOGIN_OUTCOMES.get(event)
+    if outcome is not None:
+        LOGINS.labels(outcome).inc()
+    if event == "refresh_token_reused":
+        REFRESH_REUSE.inc()
+    if event in _REVOKING_EVENTS:
+        REVOCATIONS.labels(event).inc()
+
+
+def count_refresh(*, repeated: bool) -> None:
+    REFRESHES.labels("repeated" if repeated else "rotated").inc()
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The exposition text and its content type; every worker's when in multiprocess mode."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class RequestObserver:
+    """Pure ASGI (no BaseHTTPMiddleware: it sits on every token check's path): binds the
+    request id for logs and times the request by its route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._children: dict[tuple[str, str, int], Histogram] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        bind_request_id(scope.get("state", {}).get("request_id"))
+        status = 500
+        started = time.perf_counter()
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        finally:
+            self._histogram(scope, status).observe(time.perf_counter() - started)
+
+    def _histogram(self, scope: Scope, status: int) -> Histogram:
+        route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        key = (method, route, status)
+        child = self._children.get(key)
+        if child is None:
+            child = REQUEST_SECONDS.labels(method, route, str(status))
+            self._children[key] = child
+        return child
