@@ -142,6 +142,80 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+# Redis ----------------------------------------------------------------------------------------
+
+
+class RedisDatabase:
+    """A logical database of the test Redis claimed for this run (never 0: other runs and
+    tools share the server), so parallel runs do not see each other's keys. Only the keys
+    Keyturn writes (`keyturn:*`) are ever deleted; the server is never flushed."""
+
+    CLAIM_KEY = "keyturn-test:claim"
+
+    def __init__(self, base_url: str) -> None:
+        import redis
+
+        self.client: Any = None
+        self.url = ""
+        token = secrets.token_hex(8)
+        for number in range(1, 16):
+            url = _redis_url_with_db(base_url, number)
+            client = redis.Redis.from_url(url, socket_connect_timeout=1)
+            if client.set(self.CLAIM_KEY, token, nx=True, ex=3600):
+                self.client, self.url = client, url
+                return
+            client.close()
+        raise RuntimeError("every logical Redis database 1-15 is claimed by another test run")
+
+    def keyturn_keys(self) -> list[str]:
+        return sorted(key.decode() for key in self.client.scan_iter(match="keyturn:*", count=1000))
+
+    def delete_keyturn_keys(self) -> None:
+        keys = list(self.client.scan_iter(match="keyturn:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            self.client.delete(*keys[start : start + 1000])
+
+    def release(self) -> None:
+        self.delete_keyturn_keys()
+        self.client.delete(self.CLAIM_KEY)
+        self.client.close()
+
+
+def _redis_url_with_db(base_url: str, number: int) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(base_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{number}", parts.query, ""))
+
+
+@pytest.fixture(scope="session")
+def redis_databases() -> Iterator[RedisDatabase | None]:
+    try:
+        database = RedisDatabase(REDIS_TEST_URL)
+    except Exception:
+        yield None
+        return
+    yield database
+    database.release()
+
+
+@pytest.fixture
+def redis_database(redis_databases: RedisDatabase | None) -> Iterator[RedisDatabase]:
+    """This run's logical Redis database, empty of Keyturn keys before and after the test."""
+    if redis_databases is None:
+        missing_service(f"Redis is not reachable at {REDIS_TEST_URL}")
+    assert redis_databases is not None
+    redis_databases.delete_keyturn_keys()
+    yield redis_databases
+    redis_databases.delete_keyturn_keys()
+
+
+@pytest.fixture
+def redis_url(redis_database: RedisDatabase) -> str:
+    """A redis:// URL of this run's own logical database."""
+    return redis_database.url
+
+
 # Settings and the API -------------------------------------------------------------------------
 
 SettingsFactory = Callable[..., Settings]
