@@ -1,0 +1,297 @@
+"""The pages in real Chromium against a real `keyturn serve` (access tokens live 3 seconds)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS, ServerFactory
+from tests.support import DEFAULT_PASSWORD
+from tests.system.processes import KeyturnServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import (
+        Browser,
+        BrowserContext,
+        ConsoleMessage,
+        Page,
+        Request,
+        Response,
+    )
+
+pytestmark = pytest.mark.browser
+
+TTL_SECONDS = 3
+
+
+def screenshot(page: Page, name: str) -> None:
+    """Save the page at desktop and phone widths to test-artifacts/screenshots/."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    original = page.viewport_size or DESKTOP
+    for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(size)
+        page.screenshot(path=SCREENSHOTS / f"{name}-{label}.png", full_page=True)
+    page.set_viewport_size(original)
+
+
+def new_context(browser: Browser) -> BrowserContext:
+    context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(15000)
+    return context
+
+
+# Chromium logs every 4xx; these ones the pages expect and explain to the user.
+EXPECTED_REFUSAL = re.compile(r"Failed to load resource: .* status of (401|409|422|429) ")
+
+
+def watch_console(page: Page) -> list[str]:
+    """Console errors and uncaught exceptions (a CSP violation shows up here), leaving out
+    Chromium's note about each refusal the page handles (expired token, wrong password)."""
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not EXPECTED_REFUSAL.match(message.text):
+            problems.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return problems
+
+
+def register_in_page(page: Page, server: KeyturnServer, email: str, username: str) -> None:
+    page.goto(f"{server.url}/register")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    page.wait_for_url(re.compile(r"/login\?registered=1$"))
+
+
+def log_in_in_page(page: Page, identifier: str, *, remember: bool = True) -> None:
+    page.get_by_label("Email or username").fill(identifier)
+    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+    if not remember:
+        page.get_by_label("Keep me signed in on this device").uncheck()
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/dashboard$"))
+
+
+def is_data_call(response: Response) -> bool:
+    return response.url.endswith(("/api/auth/me", "/api/auth/sessions"))
+
+
+def test_register_login_refresh_revoke_logout(browser: Browser, server: KeyturnServer) -> None:
+    """The whole browser flow: sign up, sign in, survive token expiry with exactly one
+    refresh across parallel calls and two tabs, revoke another session, log out."""
+    from playwright.sync_api import expect
+
+    context = new_context(browser)
+    refreshes: list[Request] = []
+    expired: list[Response] = []
+    context.on(
+        "request", lambda r: refreshes.append(r) if r.url.endswith("/api/auth/refresh") else None
+    )
+    context.on(
+        "response", lambda r: expired.append(r) if is_data_call(r) and r.status == 401 else None
+    )
+    page = context.new_page()
+    problems = watch_console(page)
+
+    page.goto(f"{server.url}/register")
+    screenshot(page, "register")
+    register_in_page(page, server, "ada@example.com", "ada")
+    expect(page.get_by_role("status")).to_have_text("Your account is ready. Log in to continue.")
+    expect(page.get_by_label("Email or username")).to_have_value("ada@example.com")
+    screenshot(page, "login")
+
+    log_in_in_page(page, "ada@example.com")
+    expect(page.locator("#user-email")).to_have_text("ada@example.com")
+    expect(page.locator("#user-username")).to_have_text("ada")
+    cookies = {cookie["name"]: cookie for cookie in context.cookies()}
+    assert set(cookies) == {"access_token", "refresh_token", "csrf_token"}
+    assert cookies["access_token"]["httpOnly"] and cookies["refresh_token"]["httpOnly"]
+    assert not cookies["csrf_token"]["httpOnly"]
+    assert page.evaluate("document.cookie").startswith("csrf_token=")  # tokens stay hidden
+
+    # Another session of the same user, from a script.
+    other = httpx.post(
+        f"{server.url}/api/auth/login",
+        json={"email": "ada@example.com", "password": DEFAULT_PASSWORD},
+    ).json()
+    second_tab = context.new_page()
+    second_tab.goto(f"{server.url}/dashboard")
+    for tab in (page, second_tab):
+        tab.get_by_role("button", name="Reload").click()
+        expect(tab.locator("#sessions li")).to_have_count(2)
+    screenshot(page, "dashboard")
+
+    # Let the access token expire, then make both tabs call the API in parallel.
+    time.sleep(TTL_SECONDS + 0.7)
+    refreshes.clear()
+    expired.clear()
+    with (
+        page.expect_response(lambda r: r.url.endswith("/api/auth/sessions") and r.ok),
+        second_tab.expect_response(lambda r: r.url.endswith("/api/auth/sessions") and r.ok),
+    ):
+        page.get_by_role("button", name="Reload").click()
+        second_tab.get_by_role("button", name="Reload").click()
+    for tab in (page, second_tab):
+        expect(tab.locator("#user-email")).to_have_text("ada@example.com")
+        expect(tab.locator("#sessions li")).to_have_count(2)
+    assert len(expired) >= 2, "the calls were meant to meet an expired token"
+    assert len(refreshes) == 1, [r.url for r in refreshes]
+    assert refreshes[0].headers.get("x-csrf-token")
+
+    # Revoke the script's session from the list; its access token stops working at once.
+    row = page.locator("#sessions li").filter(has_not_text="This device")
+    expect(row).to_contain_text("Python script")
+    row.get_by_role("button", name=re.compile(r"^Revoke")).click()
+    expect(page.locator("#sessions li")).to_have_count(1)
+    expect(page.locator("#sessions li")).to_contain_text("This device")
+    revoked = httpx.get(
+        f"{server.url}/api/auth/me", headers={"Authorization": f"Bearer {other['access_token']}"}
+    )
+    assert revoked.status_code == 401
+
+    page.get_by_role("button", name="Log out", exact=True).click()
+    page.wait_for_url(re.compile(r"/login\?signed_out=1$"))
+    expect(page.get_by_role("status")).to_have_text("You have been logged out.")
+    second_tab.wait_for_url(re.compile(r"/login"))  # told by the other tab
+    assert context.cookies() == []
+    page.goto(f"{server.url}/dashboard")
+    assert page.url.endswith("/login")
+    assert problems == []
+    context.close()
+
+
+def test_login_form_errors_and_lockout(browser: Browser, make_server: ServerFactory) -> None:
+    """A wrong password says so; past the limit the wait from Retry-After is shown and the
+    button stays disabled."""
+    from playwright.sync_api import expect
+
+    server = make_server(KEYTURN_LOGIN_MAX_FAILURES="2")
+    httpx.post(
+        f"{server.url}/api/auth/register",
+        json={"email": "ada@example.com", "password": DEFAULT_PASSWORD},
+    ).raise_for_status()
+    context = new_context(browser)
+    page = context.new_page()
+    problems = watch_console(page)
+    page.goto(f"{server.url}/login")
+    submit = page.get_by_role("button", name="Log in")
+
+    submit.click()
+    expect(page.locator("#identifier-error")).to_have_text("Enter your email or username.")
+    expect(page.get_by_label("Email or username")).to_have_attribute("aria-invalid", "true")
+
+    page.get_by_label("Email or username").fill("ada@example.com")
+    for _ in range(2):
+        page.get_by_label("Password").fill("not the password")
+        submit.click()
+        expect(page.get_by_role("alert")).to_contain_text("password is not right")
+        expect(page.get_by_label("Password")).to_have_value("")
+    screenshot(page, "login-wrong-password")
+
+    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+    submit.click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Too many failed attempts")
+    expect(alert).to_contain_text(re.compile(r"wait 1[45] minutes"))
+    locked = page.locator("#login-submit")
+    expect(locked).to_be_disabled()
+    expect(locked).to_have_text(re.compile(r"^Try again in 1[45] minutes"))
+    screenshot(page, "login-locked-out")
+    assert problems == []
+    context.close()
+
+
+def test_register_form_errors(browser: Browser, server: KeyturnServer) -> None:
+    """A weak password lists the reasons under the field; a taken email says so."""
+    from playwright.sync_api import expect
+
+    context = new_context(browser)
+    page = context.new_page()
+    page.goto(f"{server.url}/register")
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_label("Password").fill("password")
+    page.get_by_role("button", name="Create account").click()
+
+    password_error = page.locator("#password-error")
+    expect(password_error).to_contain_text("Choose a stronger password")
+    expect(password_error.locator("li")).to_contain_text(
+        ["The password is one of the most commonly used passwords."]
+    )
+    expect(page.get_by_label("Password")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_role("alert")).to_be_focused()
+    screenshot(page, "register-weak-password")
+
+    httpx.post(
+        f"{server.url}/api/auth/register",
+        json={"email": "grace@example.com", "password": DEFAULT_PASSWORD},
+    ).raise_for_status()
+    page.get_by_label("Email").fill("grace@example.com")
+    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.locator("#email-error")).to_have_text("An account with this email already exists.")
+    expect(page.locator("#password-error")).to_be_hidden()
+    context.close()
+
+
+def test_keyboard_only_login_with_session_cookies(browser: Browser, server: KeyturnServer) -> None:
+    """The login form works from the keyboard alone; unticking "keep me signed in" gives
+    cookies that end with the browser."""
+    from playwright.sync_api import expect
+
+    httpx.post(
+        f"{server.url}/api/auth/register",
+        json={"email": "ada@example.com", "password": DEFAULT_PASSWORD},
+    ).raise_for_status()
+    context = new_context(browser)
+    page = context.new_page()
+    page.goto(f"{server.url}/login")
+    expect(page.get_by_label("Email or username")).to_be_focused()
+    page.keyboard.type("ada@example.com")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Password")).to_be_focused()
+    page.keyboard.type(DEFAULT_PASSWORD)
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Keep me signed in on this device")).to_be_focused()
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Log in")).to_be_focused()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/dashboard$"))
+    expect(page.locator("#user-email")).to_have_text("ada@example.com")
+
+    cookies = context.cookies()
+    assert {cookie["name"] for cookie in cookies} == {"access_token", "refresh_token", "csrf_token"}
+    assert all(cookie["expires"] == -1 for cookie in cookies)  # session cookies
+    context.close()
+
+
+def test_pages_send_security_headers(browser: Browser, server: KeyturnServer) -> None:
+    """Every page forbids inline script and framing and sets a Referrer-Policy; none of them
+    logs a CSP violation."""
+    context = new_context(browser)
+    page = context.new_page()
+    problems = watch_console(page)
+    for path in ("/login", "/register"):
+        response = page.goto(f"{server.url}{path}")
+        assert response is not None and response.ok
+        headers = response.headers
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "unsafe-inline" not in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert page.locator("script:not([src])").count() == 0
+        assert page.locator("[style]").count() == 0
+    assert problems == []
+
+    page.goto(f"{server.url}/dashboard")
+    assert page.url.endswith("/login")  # no session: sent to log in
+    context.close()
