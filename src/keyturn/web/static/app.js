@@ -484,7 +484,9 @@
 
     function renderSessions(sessions) {
       sessionsList.replaceChildren();
-      for (const session of sessions) {
+      // This device first, then the API's order: most recently used first.
+      const ordered = [...sessions].sort((a, b) => Number(b.current) - Number(a.current));
+      for (const session of ordered) {
         const device = describeDevice(session.user_agent);
         const item = document.createElement("li");
         item.className = "session";
