@@ -97,6 +97,15 @@ def requires_role(role: str) -> Callable[..., Awaitable[AccessClaims]]:
     return check
 
 
+async def _services_dependency(request: Request) -> Services:
+    # async: FastAPI runs a plain-def dependency in the thread pool, a thread hop per request.
+    return services_of(request)
+
+
+async def _context_dependency(request: Request) -> RequestContext:
+    return context_of(request)
+
+
 Claims = Annotated[AccessClaims, Depends(access_claims)]
-ServicesDep = Annotated[Services, Depends(services_of)]
-ContextDep = Annotated[RequestContext, Depends(context_of)]
+ServicesDep = Annotated[Services, Depends(_services_dependency)]
+ContextDep = Annotated[RequestContext, Depends(_context_dependency)]

@@ -5,9 +5,10 @@ Pure ASGI (not BaseHTTPMiddleware) because it runs on the hot path of every toke
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import re
-import secrets
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,6 +16,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from keyturn import wire
 
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_REQUEST_ID_HEADER = wire.HEADER_REQUEST_ID.encode()
+# A request id needs to be unique, not secret: a random prefix per process and a counter
+# cost no system call on every request, as os.urandom would.
+_PROCESS_PREFIX = os.urandom(4).hex()
+_SEQUENCE = itertools.count()
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -70,9 +76,9 @@ class RequestEnvelope:
 
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
-        if name == wire.HEADER_REQUEST_ID.encode() and _SAFE_REQUEST_ID.fullmatch(value):
+        if name == _REQUEST_ID_HEADER and _SAFE_REQUEST_ID.fullmatch(value):
             return str(value.decode())
-    return secrets.token_hex(8)
+    return f"{_PROCESS_PREFIX}{next(_SEQUENCE) & 0xFFFFFFFF:08x}"
 
 
 def _replay(body: bytes) -> Receive:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -48,8 +49,6 @@ from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
 from keyturn.storage.revocations import Revocation
 from keyturn.storage.users import UserRecord
-
-_JITTER_STEPS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +264,9 @@ class AuthService:
         now = self._clock.now()
         ttl = self._settings.access_ttl_seconds
         # Spread expiries a little so a crowd of clients does not refresh in the same second.
-        jitter = self._settings.access_ttl_jitter * secrets.randbelow(_JITTER_STEPS) / _JITTER_STEPS
+        # Not a secret, so not os.urandom: a system call per request, and a trip through
+        # the GIL for the worker thread.
+        jitter = self._settings.access_ttl_jitter * random.random()  # noqa: S311
         lifetime = timedelta(seconds=max(1, round(ttl * (1 - jitter))))
         access_token, claims = mint_access_token(
             key=self._keyring.ring.signing_key(now=now),
@@ -304,6 +305,11 @@ class AuthService:
         now = self._clock.now()
         ended: list[Revocation] = []
         successor: str | None = None
+        # Prepared before the transaction: on SQLite it holds the write lock, and randomness
+        # and key derivation inside it would make every other refresh wait longer.
+        next_token = new_refresh_token()
+        next_token_hash = hash_refresh_token(next_token)
+        sealed_next = seal_successor(refresh_token, next_token)
         with self._database.transaction() as connection:
             found = session_store.find_refresh_token(connection, hash_refresh_token(refresh_token))
             if found is None:
@@ -321,12 +327,9 @@ class AuthService:
                 raise errors.InvalidRefreshTokenError("The account is not active.")
             verdict = judge_refresh(stored, now=now, grace=self._grace)
             if verdict is RefreshVerdict.ROTATE:
-                successor = new_refresh_token()
+                successor = next_token
                 if session_store.mark_rotated(
-                    connection,
-                    stored.id,
-                    now=now,
-                    sealed_successor=seal_successor(refresh_token, successor),
+                    connection, stored.id, now=now, sealed_successor=sealed_next
                 ):
                     idle_expires_at = next_idle_expiry(
                         now=now,
@@ -336,7 +339,7 @@ class AuthService:
                     session_store.insert_refresh_token(
                         connection,
                         session_id=session.id,
-                        token_hash=hash_refresh_token(successor),
+                        token_hash=next_token_hash,
                         now=now,
                         expires_at=idle_expires_at,
                     )
