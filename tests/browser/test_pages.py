@@ -129,20 +129,29 @@ def test_register_login_refresh_revoke_logout(browser: Browser, server: KeyturnS
         expect(tab.locator("#sessions li")).to_have_count(2)
     screenshot(page, "dashboard")
 
-    # Let the access token expire, then make both tabs call the API in parallel.
+    # Let the access token expire, then make both tabs call the API in parallel. The first
+    # tab's network is slowed down so the second tab meets the expired token, and renews it,
+    # while the first tab's calls are still on their way: two tabs, two expired answers each.
     time.sleep(TTL_SECONDS + 0.7)
     refreshes.clear()
     expired.clear()
+    slow = context.new_cdp_session(page)
+    slow.send("Network.enable")
+    slow.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 600, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
     with (
         page.expect_response(lambda r: r.url.endswith("/api/auth/sessions") and r.ok),
         second_tab.expect_response(lambda r: r.url.endswith("/api/auth/sessions") and r.ok),
     ):
         page.get_by_role("button", name="Reload").click()
         second_tab.get_by_role("button", name="Reload").click()
+    slow.detach()
     for tab in (page, second_tab):
         expect(tab.locator("#user-email")).to_have_text("ada@example.com")
         expect(tab.locator("#sessions li")).to_have_count(2)
-    assert len(expired) >= 2, "the calls were meant to meet an expired token"
+    assert len(expired) == 4, "each tab's two calls were meant to meet an expired token"
     assert len(refreshes) == 1, [r.url for r in refreshes]
     assert refreshes[0].headers.get("x-csrf-token")
 
