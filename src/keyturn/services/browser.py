@@ -115,7 +115,11 @@ class BrowserService:
     def check_origin(self, origin: str | None) -> None:
         """Raises CsrfFailedError when a browser says the request comes from another site."""
         if not self.is_origin_allowed(origin):
-            raise errors.CsrfFailedError("The request comes from another site.")
+            # The expected origin is public; naming it tells an operator what to configure.
+            raise errors.CsrfFailedError(
+                f"The request comes from another site: browsers must use {self.public_origin}"
+                " (set KEYTURN_PUBLIC_ORIGIN when Keyturn is reached under another address)."
+            )
 
     def check_csrf(
         self,
