@@ -29,6 +29,8 @@ async def test_pages_carry_security_headers(api: httpx.AsyncClient, path: str) -
     assert "<script>" not in response.text
     assert ' style="' not in response.text
     assert 'src="/static/app.js' in response.text
+    # Submitted before the script runs, a form must not put the password in a URL.
+    assert re.search(r'<form id="[a-z-]+" method="post"', response.text)
 
 
 async def test_every_input_has_a_label(api: httpx.AsyncClient) -> None:
