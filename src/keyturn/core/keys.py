@@ -6,12 +6,14 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt import PyJWK
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from jwt.exceptions import InvalidKeyError, PyJWKError
 
 ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 
@@ -148,3 +150,36 @@ class KeyRing:
                 if key.is_asymmetric and key.is_published(now)
             ]
         }
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+_JWK_TYPES = {"EdDSA": ("OKP", "Ed25519"), "ES256": ("EC", "P-256"), "RS256": ("RSA", None)}
+
+
+def public_key_from_jwk(jwk: Mapping[str, Any]) -> SigningKey:
+    """A verify-only key from one JWKS entry (RFC 7517): asymmetric, with `kid` and `alg`.
+
+    Raises ValueError for a key that is symmetric, not for signatures, or malformed.
+    """
+    kid, algorithm = jwk.get("kid"), jwk.get("alg")
+    if not isinstance(kid, str) or not kid:
+        raise ValueError("the JWK has no kid")
+    if algorithm not in ASYMMETRIC_ALGORITHMS:
+        raise ValueError(f"the JWK's alg is not one of {', '.join(ASYMMETRIC_ALGORITHMS)}")
+    if jwk.get("use", "sig") != "sig":
+        raise ValueError("the JWK is not a signature key")
+    if "d" in jwk:
+        raise ValueError("the JWK holds a private key")
+    if (jwk.get("kty"), jwk.get("crv")) != _JWK_TYPES[algorithm]:
+        raise ValueError(f"the JWK's key type does not fit {algorithm}")
+    try:
+        key = PyJWK(dict(jwk), algorithm=algorithm)
+    except (PyJWKError, InvalidKeyError, ValueError, TypeError) as exc:
+        raise ValueError("the JWK is malformed") from exc
+    return SigningKey(
+        kid=kid,
+        algorithm=algorithm,
+        signing_key=None,
+        verifying_key=key.key,
+        created_at=_EPOCH,
+    )
