@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import os
+import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
@@ -27,8 +29,20 @@ class Argon2Parameters:
     parallelism: int
 
 
+def _usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class PasswordHashing:
-    """Hashes new passwords with Argon2id; verifies Argon2 and bcrypt hashes."""
+    """Hashes new passwords with Argon2id; verifies Argon2 and bcrypt hashes.
+
+    At most one hash per usable CPU runs at a time: more would not finish sooner, but each
+    holds its Argon2 memory (19 MiB at OWASP's parameters) and takes CPU from the event
+    loop that answers every other request.
+    """
 
     def __init__(self, parameters: Argon2Parameters) -> None:
         self._hasher = PasswordHasher(
@@ -37,18 +51,21 @@ class PasswordHashing:
             parallelism=parameters.parallelism,
             type=Type.ID,
         )
+        self._slots = threading.BoundedSemaphore(_usable_cpus())
 
     def hash_password(self, password: str) -> str:
-        return self._hasher.hash(password)
+        with self._slots:
+            return self._hasher.hash(password)
 
     def verify_password(self, password_hash: str, password: str) -> bool:
         """True when `password` matches; False for a mismatch or an unreadable hash."""
-        if password_hash.startswith(_BCRYPT_PREFIXES):
-            return _verify_bcrypt(password_hash, password)
-        try:
-            return self._hasher.verify(password_hash, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False
+        with self._slots:
+            if password_hash.startswith(_BCRYPT_PREFIXES):
+                return _verify_bcrypt(password_hash, password)
+            try:
+                return self._hasher.verify(password_hash, password)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False
 
     def needs_rehash(self, password_hash: str) -> bool:
         if password_hash.startswith(_BCRYPT_PREFIXES):
