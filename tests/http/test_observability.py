@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from keyturn.clock import FrozenClock
+from keyturn.http.middleware import RequestEnvelope
+from keyturn.observability.logging import JsonFormatter, RedactionFilter
+from keyturn.observability.metrics import RequestObserver
 from tests.support import DEFAULT_PASSWORD, bearer, error_of, login, register
 
 ADMIN_PASSWORD = "admin password that is long enough"
@@ -233,3 +238,55 @@ async def test_no_secret_reaches_logs_or_the_audit_trail(
         assert secret not in audit_text
     assert not re.search(r"ktr_[A-Za-z0-9_-]{8}", caplog.text + audit_text)
     assert not re.search(r"eyJ[A-Za-z0-9_-]+\.eyJ", caplog.text + audit_text)
+
+
+async def test_a_disabled_account_logging_in_is_audited(api: httpx.AsyncClient) -> None:
+    """A refused login of a disabled account leaves a login_failed event with the reason."""
+    token = await admin_login(api)
+    user = await register(api, "ada@example.com")
+    await api.post(f"/api/admin/users/{user['id']}/disable", headers=bearer(token))
+
+    refused = await api.post(
+        "/api/auth/login", json={"email": "ada@example.com", "password": DEFAULT_PASSWORD}
+    )
+
+    assert error_of(refused) == (403, "account_disabled")
+    page = await api.get(
+        "/api/admin/audit",
+        params={"user_id": user["id"], "event": "login_failed"},
+        headers=bearer(token),
+    )
+    assert [item["detail"] for item in page.json()["events"]] == [{"reason": "account_disabled"}]
+
+
+async def test_log_lines_written_during_a_request_carry_its_request_id() -> None:
+    """The request id RequestEnvelope assigns (or accepts) is in every JSON log line written
+    while serving the request."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactionFilter())
+    logger = logging.getLogger("keyturn.test-request-id")
+    logger.addHandler(handler)
+    logger.propagate = False
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        logger.warning("handling %s", scope["path"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    app = RequestEnvelope(RequestObserver(endpoint), max_body_bytes=1024)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://x.test"
+        ) as client:
+            chosen = await client.get("/a", headers={"x-request-id": "trace-42"})
+            assigned = await client.get("/b")
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["request_id"] for line in lines] == [
+        "trace-42",
+        assigned.headers["x-request-id"],
+    ]
+    assert chosen.headers["x-request-id"] == "trace-42"

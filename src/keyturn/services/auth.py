@@ -173,6 +173,14 @@ class AuthService:
             raise errors.InvalidCredentialsError()
         assert user is not None  # noqa: S101 - matched implies a user
         if user.is_disabled:
+            with self._database.transaction() as connection:
+                self._audit.record(
+                    connection,
+                    "login_failed",
+                    user_id=user.id,
+                    context=context,
+                    detail={"reason": wire.ACCOUNT_DISABLED},
+                )
             raise errors.AccountDisabledError()
         upgraded_hash = (
             self._hashing.hash_password(password)
