@@ -84,20 +84,54 @@ def is_data_call(response: Response) -> bool:
     return response.url.endswith(("/api/auth/me", "/api/auth/sessions"))
 
 
+def reload_both_tabs_after_expiry(
+    context: BrowserContext, page: Page, second_tab: Page, *, sessions: int
+) -> None:
+    """Let the access token expire, then make both tabs call the API in parallel: exactly one
+    refresh must go out.
+
+    Both tabs' networks are slowed down, so each tab's two calls meet the expired token and
+    both tabs want to refresh before either refresh has come back: without a lock between the
+    tabs there would be two refreshes.
+    """
+    from playwright.sync_api import expect
+
+    refreshes: list[Request] = []
+    expired: list[Response] = []
+    context.on("request", lambda r: refreshes.append(r) if r.url.endswith("/refresh") else None)
+    context.on(
+        "response", lambda r: expired.append(r) if is_data_call(r) and r.status == 401 else None
+    )
+    time.sleep(TTL_SECONDS + 0.7)
+    slowed = [context.new_cdp_session(tab) for tab in (page, second_tab)]
+    for session in slowed:
+        session.send("Network.enable")
+        session.send(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": 400, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
+    with (
+        page.expect_response(lambda r: r.url.endswith("/api/auth/sessions") and r.ok),
+        second_tab.expect_response(lambda r: r.url.endswith("/api/auth/sessions") and r.ok),
+    ):
+        page.get_by_role("button", name="Reload").click()
+        second_tab.get_by_role("button", name="Reload").click()
+    for session in slowed:
+        session.detach()
+    for tab in (page, second_tab):
+        expect(tab.locator("#user-email")).to_have_text("ada@example.com")
+        expect(tab.locator("#sessions li")).to_have_count(sessions)
+    assert len(expired) == 4, "each tab's two calls were meant to meet an expired token"
+    assert len(refreshes) == 1, [r.url for r in refreshes]
+    assert refreshes[0].headers.get("x-csrf-token")
+
+
 def test_register_login_refresh_revoke_logout(browser: Browser, server: KeyturnServer) -> None:
     """The whole browser flow: sign up, sign in, survive token expiry with exactly one
     refresh across parallel calls and two tabs, revoke another session, log out."""
     from playwright.sync_api import expect
 
     context = new_context(browser)
-    refreshes: list[Request] = []
-    expired: list[Response] = []
-    context.on(
-        "request", lambda r: refreshes.append(r) if r.url.endswith("/api/auth/refresh") else None
-    )
-    context.on(
-        "response", lambda r: expired.append(r) if is_data_call(r) and r.status == 401 else None
-    )
     page = context.new_page()
     problems = watch_console(page)
 
@@ -129,31 +163,7 @@ def test_register_login_refresh_revoke_logout(browser: Browser, server: KeyturnS
         expect(tab.locator("#sessions li")).to_have_count(2)
     screenshot(page, "dashboard")
 
-    # Let the access token expire, then make both tabs call the API in parallel. The first
-    # tab's network is slowed down so the second tab meets the expired token, and renews it,
-    # while the first tab's calls are still on their way: two tabs, two expired answers each.
-    time.sleep(TTL_SECONDS + 0.7)
-    refreshes.clear()
-    expired.clear()
-    slow = context.new_cdp_session(page)
-    slow.send("Network.enable")
-    slow.send(
-        "Network.emulateNetworkConditions",
-        {"offline": False, "latency": 600, "downloadThroughput": -1, "uploadThroughput": -1},
-    )
-    with (
-        page.expect_response(lambda r: r.url.endswith("/api/auth/sessions") and r.ok),
-        second_tab.expect_response(lambda r: r.url.endswith("/api/auth/sessions") and r.ok),
-    ):
-        page.get_by_role("button", name="Reload").click()
-        second_tab.get_by_role("button", name="Reload").click()
-    slow.detach()
-    for tab in (page, second_tab):
-        expect(tab.locator("#user-email")).to_have_text("ada@example.com")
-        expect(tab.locator("#sessions li")).to_have_count(2)
-    assert len(expired) == 4, "each tab's two calls were meant to meet an expired token"
-    assert len(refreshes) == 1, [r.url for r in refreshes]
-    assert refreshes[0].headers.get("x-csrf-token")
+    reload_both_tabs_after_expiry(context, page, second_tab, sessions=2)
 
     # Revoke the script's session from the list; its access token stops working at once.
     row = page.locator("#sessions li").filter(has_not_text="This device")
@@ -303,4 +313,29 @@ def test_pages_send_security_headers(browser: Browser, server: KeyturnServer) ->
 
     page.goto(f"{server.url}/dashboard")
     assert page.url.endswith("/login")  # no session: sent to log in
+    context.close()
+
+
+def test_tabs_share_one_refresh_without_web_locks(browser: Browser, server: KeyturnServer) -> None:
+    """Where navigator.locks is missing (plain http on a LAN address), the localStorage lease
+    still lets only one tab refresh."""
+    httpx.post(
+        f"{server.url}/api/auth/register",
+        json={"email": "ada@example.com", "password": DEFAULT_PASSWORD},
+    ).raise_for_status()
+    context = new_context(browser)
+    context.add_init_script(
+        "Object.defineProperty(Navigator.prototype, 'locks', {get: () => undefined});"
+    )
+    page = context.new_page()
+    problems = watch_console(page)
+    page.goto(f"{server.url}/login")
+    log_in_in_page(page, "ada@example.com")
+    assert page.evaluate("navigator.locks === undefined")
+    second_tab = context.new_page()
+    second_tab.goto(f"{server.url}/dashboard")
+
+    reload_both_tabs_after_expiry(context, page, second_tab, sessions=1)
+
+    assert problems == []
     context.close()
