@@ -15,6 +15,7 @@ import keyturn.client
 from keyturn.client import (
     AsyncKeyturnAuth,
     FileTokenStore,
+    KeyturnClientError,
     LoginFailedError,
     MemoryTokenStore,
     SessionEndedError,
@@ -199,3 +200,20 @@ def test_public_api_is_pinned() -> None:
         "TokenStore",
         "Tokens",
     ]
+
+
+async def test_an_answer_without_tokens_is_a_clear_error() -> None:
+    """A base URL that is not Keyturn gives KeyturnClientError, not a KeyError."""
+
+    def not_keyturn(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>hello</html>")
+
+    auth = AsyncKeyturnAuth(
+        "http://elsewhere.test",
+        email="ada@example.com",
+        password=DEFAULT_PASSWORD,
+        transport=httpx.MockTransport(not_keyturn),
+    )
+    with pytest.raises(KeyturnClientError):
+        await auth.login()
+    await auth.aclose()

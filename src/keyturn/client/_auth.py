@@ -64,12 +64,17 @@ class _Credentials:
         """Store the tokens of a login or refresh answer; raise `failure` for a refusal."""
         if response.status_code != 200:
             raise _error(response, failure)
-        body = response.json()
-        tokens = Tokens(
-            access_token=str(body["access_token"]),
-            refresh_token=str(body["refresh_token"]),
-            expires_at=time.time() + float(body.get("expires_in", 0)),
-        )
+        try:
+            body = response.json()
+            tokens = Tokens(
+                access_token=str(body["access_token"]),
+                refresh_token=str(body["refresh_token"]),
+                expires_at=time.time() + float(body.get("expires_in", 0)),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise KeyturnClientError(
+                "Keyturn's answer holds no tokens; is the base URL right?", status=200
+            ) from exc
         self.store.save(tokens)
         return tokens
 
