@@ -28,9 +28,12 @@ def register(base_url: str, email: str = "ada@example.com") -> None:
     assert response.status_code == 201, response.text
 
 
-def test_authlib_password_login_refresh_and_revoke(make_server: ServerFactory) -> None:
-    """Authlib logs in with the password grant, refreshes (rotation) and revokes."""
-    server = make_server()
+def test_authlib_password_login_refresh_and_revoke(
+    make_server: ServerFactory, database_url: str
+) -> None:
+    """Authlib logs in with the password grant, refreshes (rotation) and revokes, on SQLite
+    and on PostgreSQL."""
+    server = make_server(KEYTURN_DATABASE_URL=database_url)
     register(server.url)
     token_url = f"{server.url}/oauth/token"
 
