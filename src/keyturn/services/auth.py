@@ -319,10 +319,12 @@ class AuthService:
         next_token_hash = hash_refresh_token(next_token)
         sealed_next = seal_successor(refresh_token, next_token)
         with self._database.transaction() as connection:
-            found = session_store.find_refresh_token(connection, hash_refresh_token(refresh_token))
+            found = session_store.find_refresh_token_with_user(
+                connection, hash_refresh_token(refresh_token)
+            )
             if found is None:
                 raise errors.InvalidRefreshTokenError()
-            stored, session = found
+            stored, session, user = found
             state = session_state(session, now=now)
             if state is SessionState.ENDED:
                 raise errors.InvalidRefreshTokenError(
@@ -330,7 +332,6 @@ class AuthService:
                 )
             if state is SessionState.EXPIRED:
                 raise errors.RefreshTokenExpiredError()
-            user = user_store.find_user_by_id(connection, session.user_id)
             if user is None or user.is_disabled:
                 raise errors.InvalidRefreshTokenError("The account is not active.")
             verdict = judge_refresh(stored, now=now, grace=self._grace)

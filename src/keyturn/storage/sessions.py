@@ -13,7 +13,8 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from keyturn.core.refresh import StoredRefreshToken
 from keyturn.core.sessions import Session
-from keyturn.storage.models import refresh_tokens, sessions
+from keyturn.storage.models import refresh_tokens, sessions, users
+from keyturn.storage.users import UserRecord, user_from_row
 
 
 def _session(row: RowMapping) -> Session:
@@ -185,6 +186,42 @@ _MARK_ROTATED = (
 _REFETCH_REFRESH_TOKEN = select(refresh_tokens).where(
     refresh_tokens.c.id == bindparam("refresh_token_id")
 )
+
+
+_USER_PREFIX = "account_"  # not "user_": sessions.user_id is in the row too
+_FIND_REFRESH_TOKEN_WITH_USER = (
+    select(
+        *_REFRESH_COLUMNS,
+        sessions,
+        *(column.label(_USER_PREFIX + column.name) for column in users.c),
+    )
+    .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
+    .outerjoin(users, users.c.id == sessions.c.user_id)
+    .where(refresh_tokens.c.token_hash == bindparam("token_hash"))
+)
+
+
+def find_refresh_token_with_user(
+    connection: Connection, token_hash: str
+) -> tuple[StoredRefreshToken, Session, UserRecord | None] | None:
+    """The stored token, its session and the session's user (None when gone), in one query:
+    a refresh needs all three, and each query is a round trip on PostgreSQL."""
+    row = (
+        connection.execute(_FIND_REFRESH_TOKEN_WITH_USER, {"token_hash": token_hash})
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    token = StoredRefreshToken(
+        id=row["token_id"],
+        session_id=row["id"],
+        expires_at=row["token_expires_at"],
+        rotated_at=row["rotated_at"],
+        sealed_successor=row["sealed_successor"],
+    )
+    user = user_from_row(row, prefix=_USER_PREFIX) if row[_USER_PREFIX + "id"] else None
+    return token, _session(row), user
 
 
 def mark_rotated(

@@ -42,14 +42,19 @@ def username_key(username: str) -> str:
 
 
 def _record(row: RowMapping) -> UserRecord:
+    return user_from_row(row)
+
+
+def user_from_row(row: RowMapping, *, prefix: str = "") -> UserRecord:
+    """The user in a result row whose users columns are labelled `prefix` + name."""
     return UserRecord(
-        id=row["id"],
-        email=row["email"],
-        username=row["username"],
-        password_hash=row["password_hash"],
-        roles=tuple(role for role in row["roles"].split() if role),
-        disabled_at=row["disabled_at"],
-        created_at=row["created_at"],
+        id=row[prefix + "id"],
+        email=row[prefix + "email"],
+        username=row[prefix + "username"],
+        password_hash=row[prefix + "password_hash"],
+        roles=tuple(role for role in row[prefix + "roles"].split() if role),
+        disabled_at=row[prefix + "disabled_at"],
+        created_at=row[prefix + "created_at"],
     )
 
 
