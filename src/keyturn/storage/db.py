@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,9 @@ from sqlalchemy.engine import Connection, make_url
 
 from keyturn.errors import InvalidRequestError, ServiceUnavailableError
 
-_OUTAGES = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
+# sqlite3.OperationalError: BEGIN on SQLite is sent on the raw connection (see _on_begin),
+# so "database is locked" past the busy timeout arrives unwrapped.
+_OUTAGES = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, sqlite3.OperationalError)
 _WRITE_OPTION = "keyturn_write"
 
 
@@ -117,7 +120,10 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         # A deferred transaction that reads, then writes, fails at once with SQLITE_BUSY when
         # another writer got in between; taking the write lock first makes writers queue.
+        # On the driver's connection: through exec_driver_sql this statement cost as much as
+        # a query, on every transaction.
+        raw: Any = connection.connection.driver_connection
         if connection.get_execution_options().get(_WRITE_OPTION):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            raw.execute("BEGIN IMMEDIATE")
         else:
-            connection.exec_driver_sql("BEGIN")
+            raw.execute("BEGIN")
