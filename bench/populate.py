@@ -160,11 +160,11 @@ def explain(url: str) -> bool:
             select(users).where(users.c.email_key == bindparam("email_key")),
             {"email_key": scale_email(123_456)},
         ),
-        "refresh lookup (refresh_tokens by token_hash, join sessions)": (
-            session_store._FIND_REFRESH_TOKEN,
+        "refresh lookup (refresh_tokens by token_hash, join sessions and users)": (
+            session_store._FIND_REFRESH_TOKEN_WITH_USER,
             {"token_hash": token_hash},
         ),
-        "refresh: the user by id": (
+        "me on a user-cache miss (users by id)": (
             select(users).where(users.c.id == bindparam("user_id")),
             {"user_id": user_id},
         ),

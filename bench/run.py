@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bench import accounts, loadgen
 from bench.loadgen import Load
@@ -65,6 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=0,
         help="after the workloads, open this many sessions, cache one token each, report RSS",
+    )
+    parser.add_argument(
+        "--scale",
+        metavar="DATABASE_URL",
+        help="compare me, refresh and login on this (populated, see bench/populate.py)"
+        " PostgreSQL database against a fresh empty one",
     )
     parser.add_argument("--output", type=Path, help="JSON lines file (default bench/results/)")
     args = parser.parse_args(argv)
@@ -324,8 +331,95 @@ def machine() -> dict[str, object]:
     }
 
 
+def run_scale(args: argparse.Namespace, output: Path) -> int:
+    """me, refresh and login against a populated PostgreSQL database and an empty one, two
+    servers side by side on the same core, workloads alternating between them."""
+    names = [n for n in ("me", "refresh", "login") if n in args.workloads.split(",")]
+    server_cores, load_cores = split_cores()
+    if load_cores is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {int(core) for core in load_cores.split(",")})
+    records: list[dict[str, object]] = []
+    with (
+        postgres_database(True) as empty_url,
+        running_server(database_url=empty_url, cores=server_cores) as empty,
+        running_server(database_url=args.scale, cores=server_cores) as populated,
+    ):
+        targets = {
+            "empty": Bench(args, empty, load_cores),
+            "populated": Bench(args, populated, load_cores),
+        }
+        for bench in targets.values():
+            bench.prepare()
+        with contextlib.closing(_psycopg_connect(args.scale)) as connection:
+            counts = {
+                table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+                for table in ("users", "sessions", "refresh_tokens")
+            }
+        for round_number in range(1, args.repeat + 1):
+            for name in names:
+                for target, bench in targets.items():
+                    record = bench.run_workload(name, round_number)
+                    records.append({"kind": "workload", "target": target, **record})
+                    print(
+                        f"round {round_number} {name}@{target}: {record['rps']:.0f} req/s,"
+                        f" p50 {float(record['p50_ms']):.2f} ms,"  # type: ignore[arg-type]
+                        f" p99 {float(record['p99_ms']):.2f} ms",  # type: ignore[arg-type]
+                        file=sys.stderr,
+                    )
+    lines = [
+        f"Keyturn at scale (PostgreSQL; populated: {counts}), medians of {args.repeat}",
+        f"{'workload':<10} {'target':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'errors':>7} {'non-2xx':>8}",
+    ]
+    summary: dict[str, object] = {"kind": "scale_summary", "populated_rows": counts}
+    for name in names:
+        medians = {}
+        for target in ("empty", "populated"):
+            rows = [r for r in records if r["workload"] == name and r["target"] == target]
+            medians[target] = {
+                key: statistics.median(float(r[key]) for r in rows)  # type: ignore[arg-type]
+                for key in ("rps", "p50_ms", "p99_ms")
+            }
+            errors = sum(int(r["errors"]) for r in rows)  # type: ignore[call-overload]
+            non2xx = sum(int(r["non2xx"]) for r in rows)  # type: ignore[call-overload]
+            m = medians[target]
+            lines.append(
+                f"{name:<10} {target:<10} {m['rps']:>8.0f} {m['p50_ms']:>8.2f}"
+                f" {m['p99_ms']:>8.2f} {errors:>7} {non2xx:>8}"
+            )
+        ratio = {
+            key: medians["populated"][key] / medians["empty"][key]
+            for key in ("p50_ms", "p99_ms")
+            if medians["empty"][key]
+        }
+        summary[name] = {**medians, "populated/empty": ratio}
+        lines.append(
+            f"{'':<10} populated/empty: p50 {ratio.get('p50_ms', 0):.2f}x,"
+            f" p99 {ratio.get('p99_ms', 0):.2f}x"
+        )
+    with output.open("a") as out:
+        for record in records:
+            out.write(json.dumps(record) + "\n")
+        out.write(json.dumps(summary) + "\n")
+    print("\n".join(lines))
+    print(f"load average {os.getloadavg()[0]:.2f}; results in {output}")
+    return 0
+
+
+def _psycopg_connect(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.scale:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        output = args.output or RESULTS / f"scale-{stamp}.jsonl"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        return run_scale(args, output)
     names = [name.strip() for name in args.workloads.split(",") if name.strip()]
     unknown = sorted(set(names) - set(WORKLOADS))
     if unknown:
