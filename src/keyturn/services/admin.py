@@ -58,6 +58,7 @@ class AdminService:
 
     def find_user(self, reference: str) -> UserRecord:
         """By id, email or username; raises UserNotFoundError."""
+        _refuse_impossible_reference(reference)
         with self._database.snapshot() as connection:
             user = user_store.find_user_by_id(
                 connection, reference
@@ -69,7 +70,11 @@ class AdminService:
     def set_disabled(
         self, user_id: str, disabled: bool, *, context: RequestContext = NO_CONTEXT
     ) -> None:
-        """Disable (ending every session and access token at once) or enable a user."""
+        """Disable (ending every session and access token at once) or enable a user.
+
+        Raises UserNotFoundError.
+        """
+        _refuse_impossible_reference(user_id)
         now = self._clock.now()
         with self._database.transaction() as connection:
             if not user_store.set_disabled(
@@ -92,7 +97,11 @@ class AdminService:
     def set_roles(
         self, user_id: str, roles: tuple[str, ...], *, context: RequestContext = NO_CONTEXT
     ) -> UserRecord:
-        """Replace the user's roles; their sessions end so no token carries the old roles."""
+        """Replace the user's roles; their sessions end so no token carries the old roles.
+
+        Raises UserNotFoundError, ValidationFailedError for an unknown role.
+        """
+        _refuse_impossible_reference(user_id)
         roles = check_roles(roles)
         now = self._clock.now()
         with self._database.transaction() as connection:
@@ -111,3 +120,9 @@ class AdminService:
         self._revocation.publish(ended)
         assert user is not None  # noqa: S101 - updated above in this transaction
         return user
+
+
+def _refuse_impossible_reference(reference: str) -> None:
+    # No id, email or username holds a control character; PostgreSQL refuses NUL outright.
+    if not reference or any(ord(char) < 32 for char in reference):
+        raise errors.UserNotFoundError()

@@ -187,12 +187,14 @@ class RevocationChannel:
         if not self.link.is_up:
             self.link.needs_restore = True
             return
+        now = time.time()
         try:
             pipeline = self.link.client.pipeline(transaction=False)
             for revocation in revocations:
                 key = revoked_key(revocation.kind, revocation.subject)
-                if key is not None:
-                    pipeline.set(key, "1", pxat=_epoch_ms(revocation.expires_at.timestamp()))
+                ttl_ms = _ttl_ms(revocation.expires_at.timestamp(), now=now)
+                if key is not None and ttl_ms > 0:
+                    pipeline.set(key, "1", px=ttl_ms)
             pipeline.publish(
                 wire.REDIS_REVOCATION_CHANNEL, encode_message(self.origin, revocations)
             )
@@ -203,19 +205,19 @@ class RevocationChannel:
     def restore(self, sessions: dict[str, float], tokens: dict[str, float]) -> int:
         """Blocking: write every live revocation's key again (after an outage or a Redis
         restart that lost them). Returns how many keys were written."""
-        now_ms = _epoch_ms(time.time())
+        now = time.time()
         entries = [
-            (wire.REDIS_REVOKED_SESSION_PREFIX + subject, _epoch_ms(until))
+            (wire.REDIS_REVOKED_SESSION_PREFIX + subject, _ttl_ms(until, now=now))
             for subject, until in sessions.items()
         ] + [
-            (wire.REDIS_REVOKED_TOKEN_PREFIX + subject, _epoch_ms(until))
+            (wire.REDIS_REVOKED_TOKEN_PREFIX + subject, _ttl_ms(until, now=now))
             for subject, until in tokens.items()
         ]
-        entries = [(key, until_ms) for key, until_ms in entries if until_ms > now_ms]
+        entries = [(key, ttl_ms) for key, ttl_ms in entries if ttl_ms > 0]
         for start in range(0, len(entries), _RESTORE_BATCH):
             pipeline = self.link.client.pipeline(transaction=False)
-            for key, until_ms in entries[start : start + _RESTORE_BATCH]:
-                pipeline.set(key, "1", pxat=until_ms)
+            for key, ttl_ms in entries[start : start + _RESTORE_BATCH]:
+                pipeline.set(key, "1", px=ttl_ms)
             pipeline.execute()
         return len(entries)
 
@@ -249,8 +251,9 @@ class RevocationSubscription:
         return [] if origin == self._origin else revocations
 
 
-def _epoch_ms(seconds: float) -> int:
-    return int(seconds * 1000)
+def _ttl_ms(until: float, *, now: float) -> int:
+    # Relative, not PXAT: Redis may run on a host whose clock disagrees with ours.
+    return ceil((until - now) * 1000)
 
 
 def encode_message(origin: str, revocations: Iterable[Revocation]) -> str:

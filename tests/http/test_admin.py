@@ -1,0 +1,191 @@
+"""/api/admin: only admins get in; disabling a user ends their sessions and tokens at once."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from keyturn.cli.main import main as keyturn_cli
+from keyturn.clock import FrozenClock
+from tests.conftest import ApiFactory
+from tests.support import DEFAULT_PASSWORD, Login, bearer, error_of, login, refresh, register
+
+AdminFactory = Callable[..., Login]
+
+
+@pytest.fixture
+def run_cli(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> Callable[..., int]:
+    """`keyturn ...` in this process, on the test's database (as an operator would run it)."""
+
+    def run(*args: str, stdin: str = "") -> int:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("KEYTURN_DATABASE_URL", database_url)
+        monkeypatch.setenv("KEYTURN_ARGON2_MEMORY_KIB", "1024")
+        monkeypatch.setenv("KEYTURN_ARGON2_TIME_COST", "1")
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        return keyturn_cli(list(args))
+
+    return run
+
+
+@pytest.fixture
+async def admin(api: httpx.AsyncClient, run_cli: Callable[..., int]) -> Login:
+    """An admin created with `keyturn users create --role admin`, logged in."""
+    code = run_cli(
+        "users", "create", "--email", "root@example.com", "--password-stdin", "--role", "admin",
+        stdin=DEFAULT_PASSWORD + "\n",
+    )  # fmt: skip
+    assert code == 0
+    return await login(api, "root@example.com", create=False)
+
+
+ADMIN_ROUTES = [
+    ("GET", "/api/admin/users", None),
+    ("GET", "/api/admin/users/{id}", None),
+    ("POST", "/api/admin/users/{id}/disable", None),
+    ("POST", "/api/admin/users/{id}/enable", None),
+    ("PUT", "/api/admin/users/{id}/roles", {"roles": ["admin"]}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES)
+async def test_admin_routes_refuse_other_users(
+    api: httpx.AsyncClient, method: str, path: str, body: dict[str, object] | None
+) -> None:
+    """A plain user gets 403 insufficient_role; no token gets 401 missing_token."""
+    user = await login(api)
+    url = path.format(id=user.user["id"])
+
+    refused = await api.request(method, url, json=body, headers=bearer(user.access_token))
+    anonymous = await api.request(method, url, json=body)
+
+    assert error_of(refused) == (403, "insufficient_role")
+    assert error_of(anonymous) == (401, "missing_token")
+    me = await api.get("/api/auth/me", headers=bearer(user.access_token))
+    assert me.json()["user"]["roles"] == ["user"]  # nothing changed
+
+
+async def test_admin_lists_users_in_pages(
+    api: httpx.AsyncClient, admin: Login, clock: FrozenClock
+) -> None:
+    """Pages of users, oldest first, with the total; `email` filters; no password anywhere."""
+    for name in ("ada", "bob", "cyd"):
+        clock.advance(seconds=1)
+        await register(api, f"{name}@example.com")
+    auth = bearer(admin.access_token)
+
+    first = await api.get("/api/admin/users", params={"limit": 2}, headers=auth)
+    second = await api.get("/api/admin/users", params={"limit": 2, "offset": 2}, headers=auth)
+    only_bob = await api.get("/api/admin/users", params={"email": "bob@"}, headers=auth)
+
+    assert first.status_code == 200
+    assert first.json()["total"] == 4
+    emails = [u["email"] for u in first.json()["users"] + second.json()["users"]]
+    assert emails == ["root@example.com", "ada@example.com", "bob@example.com", "cyd@example.com"]
+    assert [u["email"] for u in only_bob.json()["users"]] == ["bob@example.com"]
+    assert "password" not in first.text and "argon2" not in first.text
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=201", "limit=x", "offset=-1", "offset=1e99"])
+async def test_bad_paging_is_422(api: httpx.AsyncClient, admin: Login, query: str) -> None:
+    response = await api.get(f"/api/admin/users?{query}", headers=bearer(admin.access_token))
+    assert error_of(response) == (422, "invalid_request")
+
+
+async def test_disable_ends_sessions_and_access_tokens_at_once(
+    api: httpx.AsyncClient, admin: Login
+) -> None:
+    """Disabling a user stops every access and refresh token of theirs on the next request
+    and refuses their logins; enabling lets them log in again (old tokens stay dead)."""
+    phone = await login(api, "ada@example.com")
+    laptop = await login(api, "ada@example.com", create=False)
+    user_id = phone.user["id"]
+    auth = bearer(admin.access_token)
+
+    disabled = await api.post(f"/api/admin/users/{user_id}/disable", headers=auth)
+
+    assert disabled.status_code == 204
+    for tokens in (phone, laptop):
+        me = await api.get("/api/auth/me", headers=bearer(tokens.access_token))
+        assert error_of(me) == (401, "invalid_token")
+        assert error_of(await refresh(api, tokens.refresh_token))[0] == 401
+    again = await api.post(
+        "/api/auth/login", json={"email": "ada@example.com", "password": DEFAULT_PASSWORD}
+    )
+    assert error_of(again) == (403, "account_disabled")
+    shown = await api.get(f"/api/admin/users/{user_id}", headers=auth)
+    assert shown.json()["disabled"] is True
+
+    assert (await api.post(f"/api/admin/users/{user_id}/enable", headers=auth)).status_code == 204
+    fresh = await login(api, "ada@example.com", create=False)
+    assert (await api.get("/api/auth/me", headers=bearer(fresh.access_token))).status_code == 200
+    old = await api.get("/api/auth/me", headers=bearer(phone.access_token))
+    assert error_of(old) == (401, "invalid_token")
+
+
+async def test_disable_reaches_another_instance_within_a_second(
+    make_api: ApiFactory, admin: Login, api: httpx.AsyncClient
+) -> None:
+    """Disabled on instance A, the user's access token is refused on instance B within 1 s."""
+    other = await make_api()
+    ada = await login(other, "ada@example.com")
+    assert (await other.get("/api/auth/me", headers=bearer(ada.access_token))).status_code == 200
+
+    await api.post(f"/api/admin/users/{ada.user['id']}/disable", headers=bearer(admin.access_token))
+    started = time.monotonic()
+    while True:
+        me = await other.get("/api/auth/me", headers=bearer(ada.access_token))
+        if me.status_code == 401 or time.monotonic() - started > 1.0:
+            break
+        await asyncio.sleep(0.02)
+
+    assert error_of(me) == (401, "invalid_token")
+
+
+@pytest.mark.parametrize("user_id", ["nope", "0" * 32, "x" * 300, "%00", "ü"])
+async def test_unknown_user_is_404(api: httpx.AsyncClient, admin: Login, user_id: str) -> None:
+    auth = bearer(admin.access_token)
+    for method, path, body in ADMIN_ROUTES[1:]:
+        response = await api.request(method, path.format(id=user_id), json=body, headers=auth)
+        assert error_of(response) == (404, "user_not_found"), (method, path)
+
+
+async def test_roles_change_ends_sessions_and_shows_in_new_tokens(
+    api: httpx.AsyncClient, admin: Login
+) -> None:
+    """A new role takes effect at the next login: tokens carrying the old roles stop."""
+    ada = await login(api, "ada@example.com")
+
+    changed = await api.put(
+        f"/api/admin/users/{ada.user['id']}/roles",
+        json={"roles": ["admin"]},
+        headers=bearer(admin.access_token),
+    )
+
+    assert changed.status_code == 200
+    assert changed.json()["roles"] == ["admin", "user"]
+    old = await api.get("/api/auth/me", headers=bearer(ada.access_token))
+    assert error_of(old) == (401, "invalid_token")
+    promoted = await login(api, "ada@example.com", create=False)
+    assert promoted.user["roles"] == ["admin", "user"]
+    listing = await api.get("/api/admin/users", headers=bearer(promoted.access_token))
+    assert listing.status_code == 200
+
+
+@pytest.mark.parametrize("body", [{"roles": ["root"]}, {"roles": "admin"}, {}, {"roles": [1]}])
+async def test_bad_roles_are_422(
+    api: httpx.AsyncClient, admin: Login, body: dict[str, object]
+) -> None:
+    response = await api.put(
+        f"/api/admin/users/{admin.user['id']}/roles", json=body, headers=bearer(admin.access_token)
+    )
+    assert error_of(response)[0] == 422
