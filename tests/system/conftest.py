@@ -6,7 +6,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
+from keyturn.storage.db import normalize_database_url
+from tests.conftest import missing_service
+from tests.system.instances import REDIS_SERVER, RedisServer, TcpProxy
 from tests.system.processes import KeyturnServer, keyturn_environment
 
 ServerFactory = Callable[..., KeyturnServer]
@@ -32,3 +36,24 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
     yield make
     for server in reversed(servers):
         server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own on a free port (no persistence), to kill and restart."""
+    if not Path(REDIS_SERVER).exists():
+        missing_service(f"redis-server is not installed at {REDIS_SERVER}")
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def database_proxy(postgres_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A TCP proxy in front of this test's fresh PostgreSQL database, and the database URL
+    through it: `proxy.cut()` takes the database away, `proxy.restore()` brings it back."""
+    url = make_url(normalize_database_url(postgres_url))
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432)).start()
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    yield proxy, through
+    proxy.cut()
