@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import timedelta
 
 from anyio import to_thread
@@ -13,6 +14,7 @@ from redis.exceptions import RedisError
 
 from keyturn.clock import Clock
 from keyturn.config import Settings
+from keyturn.errors import ServiceUnavailableError
 from keyturn.services.auth import AuthService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.revocation import RevocationService
@@ -69,6 +71,7 @@ class Upkeep:
 
     async def _poll_forever(self) -> None:
         polls = 0
+        outage_since: float | None = None
         while True:
             await asyncio.sleep(self._settings.revocation_poll_seconds)
             polls += 1
@@ -78,8 +81,18 @@ class Upkeep:
                 if polls % _KEY_RELOAD_EVERY == 0 or self._auth.key_reload_wanted:
                     self._auth.key_reload_wanted = False
                     await to_thread.run_sync(self._keyring.reload)
+            except ServiceUnavailableError as error:
+                # An outage: one line when it starts, one when it ends, not a trace per poll.
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    logger.warning("revocation feed unavailable: %s", error.message)
+                continue
             except Exception:
                 logger.warning("revocation feed poll failed", exc_info=True)
+                continue
+            if outage_since is not None:
+                logger.warning("revocation feed back after %.1f s", time.monotonic() - outage_since)
+                outage_since = None
 
     async def _listen_forever(self, channel: RevocationChannel) -> None:
         """Apply the revocations other processes announce the moment they do.

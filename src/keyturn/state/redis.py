@@ -53,12 +53,13 @@ return {count, ttl}
 
 
 def _client_options() -> dict[str, Any]:
-    # No retries inside the client: a caller that fails falls back at once, and the link
-    # decides when Redis is worth trying again.
+    # One immediate retry on a broken connection (a pooled connection to a Redis that has
+    # restarted fails once, then reconnects); none on timeouts, so a caller falls back
+    # quickly, and the link decides when Redis is worth trying again.
     return {
         "socket_timeout": _TIMEOUT_SECONDS,
         "socket_connect_timeout": _TIMEOUT_SECONDS,
-        "retry": Retry(NoBackoff(), 0),
+        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
         "health_check_interval": 5,
     }
 
