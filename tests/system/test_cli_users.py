@@ -1,0 +1,106 @@
+"""`keyturn users list|disable|enable|set-role`, run as real processes, also beside a
+running server whose users they change."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import DEFAULT_PASSWORD, bearer
+from tests.system.conftest import ServerFactory
+from tests.system.processes import keyturn_environment, run_cli
+
+pytestmark = pytest.mark.system
+
+
+def cli(workdir: Path, *args: str, stdin: str = "") -> tuple[int, str, str]:
+    env = keyturn_environment(KEYTURN_DATABASE_URL=f"sqlite:///{workdir}/keyturn.db")
+    result = run_cli(*args, cwd=workdir, stdin=stdin, env=env)
+    return result.returncode, result.stdout, result.stderr
+
+
+def create(workdir: Path, email: str, *extra: str) -> str:
+    code, out, err = cli(
+        workdir, "users", "create", "--email", email, "--password-stdin", *extra,
+        stdin=DEFAULT_PASSWORD + "\n",
+    )  # fmt: skip
+    assert code == 0, err
+    return out.split()[2]  # "created user <id> <email> roles=..."
+
+
+def listed(workdir: Path, *args: str) -> dict[str, list[str]]:
+    code, out, err = cli(workdir, "users", "list", *args)
+    assert code == 0, err
+    rows = [line.split("\t") for line in out.splitlines()]
+    return {row[1]: row for row in rows}
+
+
+def test_list_disable_enable_set_role(tmp_path: Path) -> None:
+    """Each command changes what `users list` shows, by email, username or id."""
+    create(tmp_path, "root@example.com", "--role", "admin")
+    ada_id = create(tmp_path, "ada@example.com", "--username", "ada")
+    create(tmp_path, "bob@example.com")
+
+    rows = listed(tmp_path)
+    assert list(rows) == ["root@example.com", "ada@example.com", "bob@example.com"]
+    assert rows["ada@example.com"] == [ada_id, "ada@example.com", "ada", "user", "active"]
+    assert rows["root@example.com"][3] == "admin,user"
+    assert list(listed(tmp_path, "--email", "bob")) == ["bob@example.com"]
+    assert list(listed(tmp_path, "--limit", "1", "--offset", "1")) == ["ada@example.com"]
+
+    assert cli(tmp_path, "users", "disable", "ada")[:2] == (0, "disabled ada@example.com\n")
+    assert listed(tmp_path)["ada@example.com"][4] == "disabled"
+    assert cli(tmp_path, "users", "enable", ada_id)[:2] == (0, "enabled ada@example.com\n")
+    assert listed(tmp_path)["ada@example.com"][4] == "active"
+
+    code, out, _ = cli(tmp_path, "users", "set-role", "ada@example.com", "admin")
+    assert (code, out) == (0, "ada@example.com roles=admin,user\n")
+    code, out, _ = cli(tmp_path, "users", "set-role", "ada@example.com", "user")
+    assert (code, out) == (0, "ada@example.com roles=user\n")
+    assert listed(tmp_path)["ada@example.com"][3] == "user"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["users", "disable", "nobody@example.com"],
+        ["users", "enable", "nobody"],
+        ["users", "set-role", "0" * 32, "admin"],
+    ],
+)
+def test_unknown_user_is_one_clear_line(tmp_path: Path, args: list[str]) -> None:
+    code, out, err = cli(tmp_path, *args)
+    assert (code, out, err) == (1, "", "keyturn: No such user.\n")
+
+
+def test_unknown_role_is_refused(tmp_path: Path) -> None:
+    create(tmp_path, "ada@example.com")
+    code, _, err = cli(tmp_path, "users", "set-role", "ada@example.com", "root")
+    assert code != 0 and "invalid choice" in err
+    assert listed(tmp_path)["ada@example.com"][3] == "user"
+
+
+def test_disable_by_cli_stops_a_running_servers_tokens(
+    tmp_path: Path, make_server: ServerFactory
+) -> None:
+    """An operator disabling a user from the command line: the running server refuses that
+    user's access token within a second and refuses their login."""
+    server = make_server(KEYTURN_DATABASE_URL=f"sqlite:///{tmp_path}/keyturn.db")
+    create(tmp_path, "ada@example.com")
+    with httpx.Client(base_url=server.url) as api:
+        credentials = {"email": "ada@example.com", "password": DEFAULT_PASSWORD}
+        token = api.post("/api/auth/login", json=credentials).json()["access_token"]
+        assert api.get("/api/auth/me", headers=bearer(token)).status_code == 200
+
+        assert cli(tmp_path, "users", "disable", "ada@example.com")[0] == 0
+        started = time.monotonic()
+        while api.get("/api/auth/me", headers=bearer(token)).status_code == 200:
+            assert time.monotonic() - started < 1.0, "token still accepted after 1 s"
+            time.sleep(0.02)
+
+        me = api.get("/api/auth/me", headers=bearer(token))
+        assert me.json()["error"] == "invalid_token"
+        assert api.post("/api/auth/login", json=credentials).json()["error"] == "account_disabled"
