@@ -161,7 +161,7 @@ def explain(url: str) -> bool:
             {"email_key": scale_email(123_456)},
         ),
         "refresh lookup (refresh_tokens by token_hash, join sessions and users)": (
-            session_store._FIND_REFRESH_TOKEN_WITH_USER,
+            session_store._FIND_REFRESH_TOKEN_WITH_USER.statement,
             {"token_hash": token_hash},
         ),
         "me on a user-cache miss (users by id)": (

@@ -6,18 +6,21 @@ SQLAlchemy statement costs several times what executing it against SQLite does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from keyturn.core.refresh import StoredRefreshToken
 from keyturn.core.sessions import Session
+from keyturn.storage.db import Prepared
 from keyturn.storage.models import refresh_tokens, sessions, users
 from keyturn.storage.users import UserRecord, user_from_row
 
 
-def _session(row: RowMapping) -> Session:
+def _session(row: Mapping[Any, Any]) -> Session:
     return Session(
         id=row["id"],
         user_id=row["user_id"],
@@ -105,7 +108,7 @@ def end_session(connection: Connection, session_id: str, *, reason: str, now: da
     return result.rowcount == 1
 
 
-_TOUCH_SESSION = (
+_TOUCH_SESSION = Prepared(
     update(sessions)
     .where(sessions.c.id == bindparam("session_id"))
     .values(last_used_at=bindparam("now"), idle_expires_at=bindparam("new_idle_expires_at"))
@@ -115,13 +118,20 @@ _TOUCH_SESSION = (
 def touch_session(
     connection: Connection, session_id: str, *, now: datetime, idle_expires_at: datetime
 ) -> None:
-    connection.execute(
-        _TOUCH_SESSION,
+    _TOUCH_SESSION.run(
+        connection,
         {"session_id": session_id, "now": now, "new_idle_expires_at": idle_expires_at},
     )
 
 
-_INSERT_REFRESH_TOKEN = insert(refresh_tokens)
+_INSERT_REFRESH_TOKEN = Prepared(
+    insert(refresh_tokens).values(
+        session_id=bindparam("session_id"),
+        token_hash=bindparam("token_hash"),
+        created_at=bindparam("created_at"),
+        expires_at=bindparam("expires_at"),
+    )
+)
 
 
 def insert_refresh_token(
@@ -132,8 +142,8 @@ def insert_refresh_token(
     now: datetime,
     expires_at: datetime,
 ) -> None:
-    connection.execute(
-        _INSERT_REFRESH_TOKEN,
+    _INSERT_REFRESH_TOKEN.run(
+        connection,
         {
             "session_id": session_id,
             "token_hash": token_hash,
@@ -175,7 +185,7 @@ def find_refresh_token(
     return token, _session(row)
 
 
-_MARK_ROTATED = (
+_MARK_ROTATED = Prepared(
     update(refresh_tokens)
     .where(
         refresh_tokens.c.id == bindparam("refresh_token_id"),
@@ -189,7 +199,7 @@ _REFETCH_REFRESH_TOKEN = select(refresh_tokens).where(
 
 
 _USER_PREFIX = "account_"  # not "user_": sessions.user_id is in the row too
-_FIND_REFRESH_TOKEN_WITH_USER = (
+_FIND_REFRESH_TOKEN_WITH_USER = Prepared(
     select(
         *_REFRESH_COLUMNS,
         sessions,
@@ -206,11 +216,7 @@ def find_refresh_token_with_user(
 ) -> tuple[StoredRefreshToken, Session, UserRecord | None] | None:
     """The stored token, its session and the session's user (None when gone), in one query:
     a refresh needs all three, and each query is a round trip on PostgreSQL."""
-    row = (
-        connection.execute(_FIND_REFRESH_TOKEN_WITH_USER, {"token_hash": token_hash})
-        .mappings()
-        .first()
-    )
+    row = _FIND_REFRESH_TOKEN_WITH_USER.first(connection, {"token_hash": token_hash})
     if row is None:
         return None
     token = StoredRefreshToken(
@@ -228,11 +234,11 @@ def mark_rotated(
     connection: Connection, refresh_token_id: int, *, now: datetime, sealed_successor: bytes
 ) -> bool:
     """Claim the rotation; exactly one concurrent caller sees True (the row lock decides)."""
-    result = connection.execute(
-        _MARK_ROTATED,
+    touched = _MARK_ROTATED.run(
+        connection,
         {"refresh_token_id": refresh_token_id, "now": now, "sealed": sealed_successor},
     )
-    return result.rowcount == 1
+    return touched == 1
 
 
 def refetch_refresh_token(connection: Connection, refresh_token_id: int) -> StoredRefreshToken:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
@@ -45,7 +47,7 @@ def _record(row: RowMapping) -> UserRecord:
     return user_from_row(row)
 
 
-def user_from_row(row: RowMapping, *, prefix: str = "") -> UserRecord:
+def user_from_row(row: Mapping[Any, Any], *, prefix: str = "") -> UserRecord:
     """The user in a result row whose users columns are labelled `prefix` + name."""
     return UserRecord(
         id=row[prefix + "id"],
