@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.duration = 1.0
         args.users = min(args.users, 8)
-        args.connections = min(args.connections, 8)
+        args.connections = min(args.connections, 4)
         args.repeat = 1
         args.mixed_login_rate = min(args.mixed_login_rate, 2.0)
         args.mixed_refresh_rate = min(args.mixed_refresh_rate, 50.0)
@@ -159,20 +159,21 @@ class Bench:
         elif name == "me":
             main = self._load("get", path="/api/auth/me", data=self.me_tokens)
         elif name == "refresh":
-            main = self._load("refresh", data=self._chains(2 * self.args.connections + 8))
+            # One chain per connection is enough; the rest covers chains a failure ends.
+            main = self._load("refresh", data=self._chains(self.args.connections + 8))
         elif name == "login":
             main = self._load("login", data=self.credentials)
         else:
             main = self._load("get", path="/api/auth/me", data=self.me_tokens)
         side_loads: list[tuple[str, Load]] = []
         if name.startswith("mixed"):
-            side_duration = main.duration + 1.5
+            side_duration = main.duration + (0.8 if self.args.smoke else 1.5)
             side_loads.append(
                 (
                     "refresh",
                     Load(
                         "refresh",
-                        data=self._chains(16),
+                        data=self._chains(8),
                         connections=4,
                         duration=side_duration,
                         rate=self.args.mixed_refresh_rate,
@@ -198,7 +199,8 @@ class Bench:
             for label, load in side_loads
         ]
         if running:
-            time.sleep(0.7)  # the side generators start (and connect) before the measured load
+            # The side generators start (and connect) before the measured load.
+            time.sleep(0.3 if self.args.smoke else 0.7)
         result: dict[str, object] = dict(
             loadgen.run(url, main, cores=self.load_cores, engine=self.engine)
         )
