@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -116,6 +117,10 @@ class Bench:
         self.emails: list[str] = []
         self.me_tokens: Path | None = None
         self.logins = 0
+
+    def close(self) -> None:
+        """Remove the token and credential files."""
+        shutil.rmtree(self.files, ignore_errors=True)
 
     def prepare(self) -> None:
         started = time.perf_counter()
@@ -369,6 +374,8 @@ def run_scale(args: argparse.Namespace, output: Path) -> int:
                         f" p99 {float(record['p99_ms']):.2f} ms",  # type: ignore[arg-type]
                         file=sys.stderr,
                     )
+        for bench in targets.values():
+            bench.close()
     lines = [
         f"Keyturn at scale (PostgreSQL; populated: {counts}), medians of {args.repeat}",
         f"{'workload':<10} {'target':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
@@ -475,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         rss = bench.rss_check(args.rss_sessions) if args.rss_sessions else None
         context["peak_rss_mb_whole_run"] = server.rss_mb("VmHWM")
+        bench.close()
     summary = summarize(records, names)
     context["elapsed_s"] = time.perf_counter() - started
     context["loadavg_end"] = os.getloadavg()
