@@ -114,6 +114,8 @@ class Upkeep:
                             self._revocation.apply(revocations)
             except (RedisError, OSError) as error:
                 channel.link.mark_down(error)
+            except Exception:  # a bug must not end the task: the channel only speeds things up
+                logger.warning("revocation channel failed", exc_info=True)
             await asyncio.sleep(RETRY_PAUSE_SECONDS)
 
     def restore_redis(self, channel: RevocationChannel) -> None:
