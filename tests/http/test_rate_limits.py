@@ -6,6 +6,7 @@ Each limit runs against the database counters (no Redis) and against Redis count
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -259,3 +260,21 @@ async def test_redis_counters_expire(make_api: ApiFactory, redis_database: Redis
     for key in keys:
         ttl = redis_database.client.pttl(key)
         assert 0 < ttl <= 120_000, (key, ttl)
+
+
+async def test_concurrent_guesses_do_not_overshoot_the_limit(
+    make_api: ApiFactory, backend: dict[str, Any]
+) -> None:
+    """Twenty wrong passwords sent at once for one account: no more than the limit are even
+    checked (401); the rest are refused with 429 before any password is verified."""
+    api = await make_api(login_max_failures=3, trusted_proxies=[PROXY], **backend)
+    await register(api, "ada@example.com")
+
+    replies = await asyncio.gather(
+        *(attempt(api, "ada@example.com", WRONG_PASSWORD, ip=f"198.51.100.{n}") for n in range(20))
+    )
+
+    statuses = sorted(reply.status_code for reply in replies)
+    assert statuses.count(401) <= 3, statuses
+    assert statuses.count(429) >= 17
+    assert_locked(await attempt(api, "ada@example.com", DEFAULT_PASSWORD), window=900)

@@ -9,8 +9,10 @@ from datetime import timedelta
 import pytest
 
 from keyturn.clock import FrozenClock
+from keyturn.state.database import DatabaseRateLimiter
 from keyturn.state.memory import MemoryRateLimiter
 from keyturn.state.redis import RedisLink, RedisRateLimiter
+from keyturn.storage.db import Database
 from tests.conftest import RedisDatabase
 from tests.system.processes import free_port
 
@@ -82,3 +84,42 @@ def test_redis_limiter_falls_back_when_redis_is_away(clock: FrozenClock) -> None
     assert limiter.blocked_for("k", limit=2, window=MINUTE) == 60
     limiter.reset("k")
     assert len(fallback) == 0
+
+
+def test_undo_takes_back_one_hit_and_never_goes_below_zero(
+    clock: FrozenClock, sqlite_url: str
+) -> None:
+    """Every limiter (the database one too) takes back exactly one hit per undo."""
+    database = Database(sqlite_url)
+    try:
+        for limiter in (MemoryRateLimiter(clock), DatabaseRateLimiter(database, clock)):
+            for _ in range(3):
+                limiter.hit("k", limit=2, window=MINUTE)
+            assert limiter.blocked_for("k", limit=2, window=MINUTE) == 60
+            limiter.undo("k")
+            assert limiter.blocked_for("k", limit=2, window=MINUTE) == 60  # 2 of 2
+            limiter.undo("k")
+            assert limiter.blocked_for("k", limit=2, window=MINUTE) is None
+            for _ in range(5):
+                limiter.undo("k")
+                limiter.undo("never-hit")
+            assert limiter.hit("k", limit=1, window=MINUTE) is None  # back at zero, not below
+    finally:
+        database.dispose()
+
+
+@pytest.mark.redis
+def test_redis_undo_keeps_the_window(
+    redis_limiter: RedisRateLimiter, redis_database: RedisDatabase
+) -> None:
+    key = "test:" + secrets.token_hex(4)
+    for _ in range(3):
+        redis_limiter.hit(key, limit=2, window=MINUTE)
+    redis_limiter.undo(key)
+    assert redis_database.client.get("keyturn:ratelimit:" + key) == b"2"
+    assert 0 < redis_database.client.pttl("keyturn:ratelimit:" + key) <= 60_000
+    for _ in range(4):
+        redis_limiter.undo(key)
+    redis_limiter.undo("test:never-hit")
+    assert redis_database.client.get("keyturn:ratelimit:" + key) == b"0"
+    assert redis_database.client.exists("keyturn:ratelimit:test:never-hit") == 0

@@ -149,29 +149,25 @@ class AuthService:
         Raises TooManyRequestsError past the failure limit (even for the right password),
         InvalidCredentialsError (the same for unknown accounts), AccountDisabledError.
         """
-        limit = self._settings.login_max_failures
         counters = self._login_counters(identifier, context)
-        for key in counters:
-            wait = self._limiter.blocked_for(key, limit=limit, window=self._login_window)
-            if wait is not None:
-                self._record_event("login_locked", context=context)
-                raise errors.TooManyRequestsError(
-                    f"Too many failed logins; try again in {wait} seconds.",
-                    retry_after_seconds=wait,
-                )
-        with self._database.snapshot() as connection:
-            user = user_store.find_user_by_login(connection, identifier)
+        self._count_login_attempt(counters, context=context)
+        try:
+            with self._database.snapshot() as connection:
+                user = user_store.find_user_by_login(connection, identifier)
+        except Exception:
+            self._uncount(counters)  # never checked (an outage): not a failure
+            raise
         if user is None:
             self._hashing.verify_password(self._dummy_hash, password)
             matched = False
         else:
             matched = self._hashing.verify_password(user.password_hash, password)
-        if not matched:
-            for key in counters:
-                self._limiter.hit(key, limit=limit, window=self._login_window)
+        if not matched:  # the attempt stays counted: a failure
             self._record_event("login_failed", user_id=user.id if user else None, context=context)
             raise errors.InvalidCredentialsError()
         assert user is not None  # noqa: S101 - matched implies a user
+        self._limiter.reset(counters[0])
+        self._uncount(counters[1:])
         if user.is_disabled:
             with self._database.transaction() as connection:
                 self._audit.record(
@@ -187,10 +183,30 @@ class AuthService:
             if self._hashing.needs_rehash(user.password_hash)
             else None
         )
-        self._limiter.reset(counters[0])
         return self._open_session(
             user, remember_me=remember_me, context=context, upgraded_hash=upgraded_hash
         )
+
+    def _count_login_attempt(self, counters: list[str], *, context: RequestContext) -> None:
+        """Count this attempt against each counter before its password is checked: guesses
+        sent in parallel would otherwise all find the counters low, and all be tried.
+        Raises TooManyRequestsError (counting nothing) when one is over the limit."""
+        limit = self._settings.login_max_failures
+        counted: list[str] = []
+        for key in counters:
+            wait = self._limiter.hit(key, limit=limit, window=self._login_window)
+            counted.append(key)
+            if wait is not None:
+                self._uncount(counted)
+                self._record_event("login_locked", context=context)
+                raise errors.TooManyRequestsError(
+                    f"Too many failed logins; try again in {wait} seconds.",
+                    retry_after_seconds=wait,
+                )
+
+    def _uncount(self, counters: list[str]) -> None:
+        for key in counters:
+            self._limiter.undo(key)
 
     def _login_counters(self, identifier: str, context: RequestContext) -> list[str]:
         counters = ["login:account:" + identifier.strip().casefold()[:160]]

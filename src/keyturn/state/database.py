@@ -33,6 +33,10 @@ class DatabaseRateLimiter:
             return None
         return max(1, ceil((started_at + window - now).total_seconds()))
 
+    def undo(self, key: str) -> None:
+        with self._database.transaction() as connection:
+            rate_limits.decrement_counter(connection, key)
+
     def reset(self, key: str) -> None:
         with self._database.transaction() as connection:
             rate_limits.reset_counter(connection, key)

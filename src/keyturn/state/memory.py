@@ -131,6 +131,12 @@ class MemoryRateLimiter:
             return None
         return max(1, ceil(ends_at - now))
 
+    def undo(self, key: str) -> None:
+        with self._lock:
+            entry = self._windows.get(key)
+            if entry is not None and entry[0] > 0:
+                self._windows[key] = (entry[0] - 1, entry[1])
+
     def reset(self, key: str) -> None:
         with self._lock:
             self._windows.pop(key, None)

@@ -15,4 +15,9 @@ class RateLimiter(Protocol):
         """Count one attempt; return seconds to wait when this attempt is over the limit."""
         ...
 
+    def undo(self, key: str) -> None:
+        """Take back one hit: the attempt it counted turned out not to count (it succeeded,
+        or was refused before being tried)."""
+        ...
+
     def reset(self, key: str) -> None: ...

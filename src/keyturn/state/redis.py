@@ -52,6 +52,16 @@ return {count, ttl}
 """
 
 
+# Never below zero, and never on a counter whose window is over (the key is gone).
+_UNDO_SCRIPT = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
+
+
 def _client_options() -> dict[str, Any]:
     # One immediate retry on a broken connection (a pooled connection to a Redis that has
     # restarted fails once, then reconnects); none on timeouts, so a caller falls back
@@ -118,6 +128,7 @@ class RedisRateLimiter:
         self._fallback = fallback
         self._prefix = prefix
         self._hit = link.client.register_script(_HIT_SCRIPT)
+        self._undo = link.client.register_script(_UNDO_SCRIPT)
 
     def blocked_for(self, key: str, *, limit: int, window: timedelta) -> int | None:
         if self._link.is_up:
@@ -146,6 +157,16 @@ class RedisRateLimiter:
                     return None
                 return _seconds(ttl_ms, window)
         return self._fallback.hit(key, limit=limit, window=window)
+
+    def undo(self, key: str) -> None:
+        if self._link.is_up:
+            try:
+                self._undo(keys=[self._prefix + key])
+            except RedisError as error:
+                self._link.mark_down(error)
+            else:
+                return
+        self._fallback.undo(key)
 
     def reset(self, key: str) -> None:
         if self._link.is_up:

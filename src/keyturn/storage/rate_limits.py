@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, literal, select
+from sqlalchemy import case, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -45,6 +45,14 @@ def increment_counter(
     )
     connection.execute(upsert)
     return read_counter(connection, key, now=now, window=window)
+
+
+def decrement_counter(connection: Connection, key: str) -> None:
+    connection.execute(
+        update(rate_limits)
+        .where(rate_limits.c.key == key, rate_limits.c.count > 0)
+        .values(count=rate_limits.c.count - 1)
+    )
 
 
 def reset_counter(connection: Connection, key: str) -> None:
