@@ -59,10 +59,12 @@ class Services:
         return {"database": self.database.ping, **self.extra_probes}
 
     async def stop(self) -> None:
-        await self.upkeep.stop()
-        self.database.dispose()
-        if self.redis is not None:
-            self.redis.close()
+        try:
+            await self.upkeep.stop()
+        finally:
+            self.database.dispose()
+            if self.redis is not None:
+                self.redis.close()
 
 
 def password_hashing(settings: Settings) -> PasswordHashing:

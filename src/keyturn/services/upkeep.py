@@ -4,7 +4,6 @@ key reloads, purging old rows."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import timedelta
@@ -65,8 +64,12 @@ class Upkeep:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                logger.warning("upkeep task %s had failed", task.get_name(), exc_info=True)
         self._tasks = []
 
     async def _poll_forever(self) -> None:

@@ -97,6 +97,10 @@ class RedisLink:
             self._down_since = now
             logger.warning("Redis is unavailable (%s); falling back", error.__class__.__name__)
 
+    def note_success(self) -> None:
+        if self._down_since is not None:
+            self.mark_up()
+
     def mark_up(self) -> None:
         if self._down_since is not None:
             logger.warning("Redis is back after %.1f s", time.monotonic() - self._down_since)
@@ -110,6 +114,7 @@ class RedisLink:
         except RedisError as error:
             self.mark_down(error)
             raise ServiceUnavailableError("Redis is unavailable; try again shortly.") from error
+        self.note_success()
 
     def close(self) -> None:
         self.client.close()
@@ -140,6 +145,7 @@ class RedisRateLimiter:
             except RedisError as error:
                 self._link.mark_down(error)
             else:
+                self._link.note_success()
                 if count is None or int(count) < limit:
                     return None
                 return _seconds(ttl_ms, window)
@@ -153,6 +159,7 @@ class RedisRateLimiter:
             except RedisError as error:
                 self._link.mark_down(error)
             else:
+                self._link.note_success()
                 if int(count) <= limit:
                     return None
                 return _seconds(ttl_ms, window)
