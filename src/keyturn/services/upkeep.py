@@ -47,8 +47,10 @@ class Upkeep:
         self._auth = auth
         self._channel = channel
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._poll_forever(), name="keyturn-revocation-feed"),
             asyncio.create_task(self._purge_forever(), name="keyturn-purge"),
@@ -61,8 +63,12 @@ class Upkeep:
             )
 
     async def stop(self) -> None:
+        # The loops that use the database are told to stop, not cancelled: a cancelled task
+        # would leave its worker thread holding a connection while the pool is disposed.
+        self._stopping.set()
         for task in self._tasks:
-            task.cancel()
+            if task.get_name() == "keyturn-revocation-channel":
+                task.cancel()
         for task in self._tasks:
             try:
                 await task
@@ -75,8 +81,7 @@ class Upkeep:
     async def _poll_forever(self) -> None:
         polls = 0
         outage_since: float | None = None
-        while True:
-            await asyncio.sleep(self._settings.revocation_poll_seconds)
+        while await self._pause(self._settings.revocation_poll_seconds):
             polls += 1
             try:
                 rows = await to_thread.run_sync(self._revocation.fetch_new)
@@ -128,9 +133,16 @@ class Upkeep:
         except RedisError as error:
             channel.link.mark_down(error)
 
+    async def _pause(self, seconds: float) -> bool:
+        """Wait `seconds`; False (at once) when upkeep is stopping."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return True
+        return False
+
     async def _purge_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.purge_interval_seconds)
+        while await self._pause(self._settings.purge_interval_seconds):
             try:
                 await to_thread.run_sync(self.purge)
             except Exception:
