@@ -69,6 +69,8 @@ class Server:
             # Every benchmark client comes from 127.0.0.1: per-IP limits would measure the limiter.
             "KEYTURN_REGISTER_MAX_PER_IP": "100000000",
             "KEYTURN_REFRESH_MAX_PER_IP": "100000000",
+            # Logins in flight count against the address's limit until they succeed.
+            "KEYTURN_LOGIN_MAX_FAILURES": "100000000",
             "KEYTURN_LOG_LEVEL": "WARNING",
             **(extra_env or {}),
         }
