@@ -278,3 +278,17 @@ async def test_concurrent_guesses_do_not_overshoot_the_limit(
     assert statuses.count(401) <= 3, statuses
     assert statuses.count(429) >= 17
     assert_locked(await attempt(api, "ada@example.com", DEFAULT_PASSWORD), window=900)
+
+
+async def test_one_address_may_log_in_many_people_at_once(make_api: ApiFactory) -> None:
+    """Successful logins never count against an address: ten people behind one office
+    address log in at the same moment with a limit of three."""
+    api = await make_api(login_max_failures=3)
+    for n in range(10):
+        await register(api, f"user{n}@example.com")
+
+    replies = await asyncio.gather(
+        *(attempt(api, f"user{n}@example.com", DEFAULT_PASSWORD) for n in range(10))
+    )
+
+    assert [reply.status_code for reply in replies] == [200] * 10

@@ -149,25 +149,28 @@ class AuthService:
         Raises TooManyRequestsError past the failure limit (even for the right password),
         InvalidCredentialsError (the same for unknown accounts), AccountDisabledError.
         """
-        counters = self._login_counters(identifier, context)
-        self._count_login_attempt(counters, context=context)
+        account, *addresses = self._login_counters(identifier, context)
+        self._check_login_counters(account, addresses, context=context)
         try:
             with self._database.snapshot() as connection:
                 user = user_store.find_user_by_login(connection, identifier)
         except Exception:
-            self._uncount(counters)  # never checked (an outage): not a failure
+            self._limiter.undo(account)  # never checked (an outage): not a failure
             raise
         if user is None:
             self._hashing.verify_password(self._dummy_hash, password)
             matched = False
         else:
             matched = self._hashing.verify_password(user.password_hash, password)
-        if not matched:  # the attempt stays counted: a failure
+        if not matched:  # the account's count of this attempt stays: a failure
+            for key in addresses:
+                self._limiter.hit(
+                    key, limit=self._settings.login_max_failures, window=self._login_window
+                )
             self._record_event("login_failed", user_id=user.id if user else None, context=context)
             raise errors.InvalidCredentialsError()
         assert user is not None  # noqa: S101 - matched implies a user
-        self._limiter.reset(counters[0])
-        self._uncount(counters[1:])
+        self._limiter.reset(account)
         if user.is_disabled:
             with self._database.transaction() as connection:
                 self._audit.record(
@@ -187,26 +190,32 @@ class AuthService:
             user, remember_me=remember_me, context=context, upgraded_hash=upgraded_hash
         )
 
-    def _count_login_attempt(self, counters: list[str], *, context: RequestContext) -> None:
-        """Count this attempt against each counter before its password is checked: guesses
-        sent in parallel would otherwise all find the counters low, and all be tried.
-        Raises TooManyRequestsError (counting nothing) when one is over the limit."""
-        limit = self._settings.login_max_failures
-        counted: list[str] = []
-        for key in counters:
-            wait = self._limiter.hit(key, limit=limit, window=self._login_window)
-            counted.append(key)
-            if wait is not None:
-                self._uncount(counted)
-                self._record_event("login_locked", context=context)
-                raise errors.TooManyRequestsError(
-                    f"Too many failed logins; try again in {wait} seconds.",
-                    retry_after_seconds=wait,
-                )
+    def _check_login_counters(
+        self, account: str, addresses: list[str], *, context: RequestContext
+    ) -> None:
+        """Raise TooManyRequestsError when the account or the address is over the limit.
 
-    def _uncount(self, counters: list[str]) -> None:
-        for key in counters:
-            self._limiter.undo(key)
+        The account's counter takes this attempt *before* its password is checked (and gives
+        it back on success): guesses at one account sent in parallel would otherwise all find
+        the counter low and all be tried. An address only counts failures, since one address
+        (an office, a proxy) may log in many people at once.
+        """
+        limit = self._settings.login_max_failures
+        waits = [
+            self._limiter.blocked_for(key, limit=limit, window=self._login_window)
+            for key in addresses
+        ]
+        wait = next((w for w in waits if w is not None), None)
+        if wait is None:
+            wait = self._limiter.hit(account, limit=limit, window=self._login_window)
+            if wait is not None:
+                self._limiter.undo(account)  # refused untried: not a failure
+        if wait is not None:
+            self._record_event("login_locked", context=context)
+            raise errors.TooManyRequestsError(
+                f"Too many failed logins; try again in {wait} seconds.",
+                retry_after_seconds=wait,
+            )
 
     def _login_counters(self, identifier: str, context: RequestContext) -> list[str]:
         counters = ["login:account:" + identifier.strip().casefold()[:160]]
