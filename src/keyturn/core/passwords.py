@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import sys
 import threading
 import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import TypeVar
 
 import bcrypt
 from argon2 import PasswordHasher, Type
@@ -36,12 +41,43 @@ def _usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# A hash waits for the event loop, not the other way round: with the default nice value a
+# 20 ms Argon2 hash takes turns with the loop in slices of several milliseconds, and every
+# token check caught behind one waits that long. At nice 10 the scheduler hands the hash
+# short slices while the loop has work (about a tenth of the CPU), and all of it otherwise.
+_HASHING_NICENESS = 10
+Result = TypeVar("Result")
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _lower_thread_priority() -> None:
+    if sys.platform == "linux":  # nice is per thread there; elsewhere it is the process's
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _HASHING_NICENESS)
+
+
+def _run_hash(work: Callable[[], Result]) -> Result:
+    """Run one hash on the process's hashing threads: one per usable CPU, so no more run at
+    once than can finish sooner, each holding its Argon2 memory (19 MiB at OWASP's
+    parameters) only while it runs."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=_usable_cpus(),
+                thread_name_prefix="keyturn-hashing",
+                initializer=_lower_thread_priority,
+            )
+        pool = _pool
+    return pool.submit(work).result()
+
+
 class PasswordHashing:
     """Hashes new passwords with Argon2id; verifies Argon2 and bcrypt hashes.
 
-    At most one hash per usable CPU runs at a time: more would not finish sooner, but each
-    holds its Argon2 memory (19 MiB at OWASP's parameters) and takes CPU from the event
-    loop that answers every other request.
+    The hashing itself runs on a few low-priority threads of the process (see _run_hash):
+    it never delays the event loop that answers every other request.
     """
 
     def __init__(self, parameters: Argon2Parameters) -> None:
@@ -51,21 +87,21 @@ class PasswordHashing:
             parallelism=parameters.parallelism,
             type=Type.ID,
         )
-        self._slots = threading.BoundedSemaphore(_usable_cpus())
 
     def hash_password(self, password: str) -> str:
-        with self._slots:
-            return self._hasher.hash(password)
+        return _run_hash(lambda: self._hasher.hash(password))
 
     def verify_password(self, password_hash: str, password: str) -> bool:
         """True when `password` matches; False for a mismatch or an unreadable hash."""
-        with self._slots:
-            if password_hash.startswith(_BCRYPT_PREFIXES):
-                return _verify_bcrypt(password_hash, password)
-            try:
-                return self._hasher.verify(password_hash, password)
-            except (VerifyMismatchError, VerificationError, InvalidHashError):
-                return False
+        return _run_hash(lambda: self._verify(password_hash, password))
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        if password_hash.startswith(_BCRYPT_PREFIXES):
+            return _verify_bcrypt(password_hash, password)
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
 
     def needs_rehash(self, password_hash: str) -> bool:
         if password_hash.startswith(_BCRYPT_PREFIXES):
