@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import RedisDatabase
 from tests.support import DEFAULT_PASSWORD, bearer
 from tests.system.conftest import ServerFactory
 from tests.system.processes import keyturn_environment, run_cli
@@ -104,3 +105,37 @@ def test_disable_by_cli_stops_a_running_servers_tokens(
         me = api.get("/api/auth/me", headers=bearer(token))
         assert me.json()["error"] == "invalid_token"
         assert api.post("/api/auth/login", json=credentials).json()["error"] == "account_disabled"
+
+
+@pytest.mark.redis
+def test_disable_by_cli_reaches_redis_and_the_server_at_once(
+    tmp_path: Path, make_server: ServerFactory, redis_database: RedisDatabase
+) -> None:
+    """With Redis the command writes the ended session's key (for other services) and
+    announces it: the server, polling its database only every 5 s, refuses at once."""
+    redis_url = redis_database.url
+    server = make_server(
+        KEYTURN_DATABASE_URL=f"sqlite:///{tmp_path}/keyturn.db",
+        KEYTURN_REDIS_URL=redis_url,
+        KEYTURN_REVOCATION_POLL_SECONDS="5",
+        KEYTURN_REVOCATION_MAX_STALENESS_SECONDS="30",
+    )
+    create(tmp_path, "ada@example.com")
+    with httpx.Client(base_url=server.url) as api:
+        credentials = {"email": "ada@example.com", "password": DEFAULT_PASSWORD}
+        token = api.post("/api/auth/login", json=credentials).json()["access_token"]
+        assert api.get("/api/auth/me", headers=bearer(token)).status_code == 200
+        time.sleep(0.3)  # subscribed
+
+        env = keyturn_environment(
+            KEYTURN_DATABASE_URL=f"sqlite:///{tmp_path}/keyturn.db", KEYTURN_REDIS_URL=redis_url
+        )
+        assert run_cli("users", "disable", "ada@example.com", cwd=tmp_path, env=env).returncode == 0
+        started = time.monotonic()
+        while api.get("/api/auth/me", headers=bearer(token)).status_code == 200:
+            assert time.monotonic() - started < 1.0, "token still accepted after 1 s"
+            time.sleep(0.02)
+
+    sessions = [k for k in redis_database.keyturn_keys() if k.startswith("keyturn:revoked:sid:")]
+    assert len(sessions) == 1
+    assert redis_database.client.pttl(sessions[0]) > 0
