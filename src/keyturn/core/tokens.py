@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jwt.algorithms import Algorithm, get_default_algorithms
+import jwt
+from jwt.api_jws import PyJWS
 
 from keyturn import wire
 from keyturn.core.keys import KeyRing, SigningKey
@@ -21,61 +22,17 @@ MAX_TOKEN_BYTES = 8192
 _ACCEPTED_TYP = frozenset({wire.ACCESS_TOKEN_TYP, "application/at+jwt"})
 _REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "sid")
 CLOCK_SKEW_SECONDS = 30
-# PyJWT's algorithm objects sign and verify (ES256's raw r||s included); the JWS framing
-# around them is done here, once: jwt.encode/jwt.decode re-serialize the header, prepare the
-# key and parse the header twice on every call, a third of the time of a token check.
-_ALGORITHMS: dict[str, Algorithm] = get_default_algorithms()
 _MALFORMED = "The access token is malformed."
+# PyJWT parses the JWS and checks the signature; Keyturn only reads the header first to pick
+# the key by `kid`, and checks the claims itself (against the injected clock).
+_JWS = PyJWS()
 
 
-@dataclass(frozen=True, slots=True)
-class _PreparedKey:
-    key: SigningKey
-    algorithm: Algorithm
-    header_segment: str
-    signing_key: Any
-    verifying_key: Any
-
-
-_prepared: dict[int, _PreparedKey] = {}
-
-
-def _prepare(key: SigningKey) -> _PreparedKey:
-    """The key with its algorithm object and encoded JWS header, made once per key."""
-    prepared = _prepared.get(id(key))
-    if prepared is not None and prepared.key is key:
-        return prepared
-    algorithm = _ALGORITHMS[key.algorithm]
-    header = {"alg": key.algorithm, "kid": key.kid, "typ": wire.ACCESS_TOKEN_TYP}
-    prepared = _PreparedKey(
-        key=key,
-        algorithm=algorithm,
-        header_segment=_b64encode(json.dumps(header, separators=(",", ":"), sort_keys=True)),
-        # Keys read from a JWKS only verify.
-        signing_key=None if key.signing_key is None else algorithm.prepare_key(key.signing_key),
-        verifying_key=algorithm.prepare_key(key.verifying_key),
-    )
-    if len(_prepared) >= 64:  # keys rotate rarely; forget old ones rather than grow
-        _prepared.clear()
-    _prepared[id(key)] = prepared
-    return prepared
-
-
-def _b64encode(text: str | bytes) -> str:
-    data = text.encode() if isinstance(text, str) else text
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(segment: str) -> bytes:
-    """base64url without padding (RFC 7515 §2), as PyJWT reads it."""
-    data = segment.encode("ascii")
-    missing = -len(data) % 4
-    return base64.urlsafe_b64decode(data + b"=" * missing)
-
-
-def _json_object(segment: str) -> dict[str, Any]:
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header, read only to choose a key; PyJWT checks everything again."""
+    segment = token.split(".", 1)[0].encode("ascii", "replace")
     try:
-        value = json.loads(_b64decode(segment))
+        value = json.loads(base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4)))
     except (ValueError, binascii.Error, UnicodeError) as exc:
         raise InvalidTokenError(_MALFORMED) from exc
     if not isinstance(value, dict):
@@ -135,12 +92,13 @@ def mint_access_token(
         wire.CLAIM_CLIENT_ID: client_id,
         wire.CLAIM_ROLES: list(roles),
     }
-    prepared = _prepare(key)
-    signing_input = (
-        prepared.header_segment + "." + _b64encode(json.dumps(payload, separators=(",", ":")))
+    token = jwt.encode(
+        payload,
+        key.signing_key,
+        algorithm=key.algorithm,
+        headers={"typ": wire.ACCESS_TOKEN_TYP, "kid": key.kid},
     )
-    signature = prepared.algorithm.sign(signing_input.encode("ascii"), prepared.signing_key)
-    return signing_input + "." + _b64encode(signature), claims
+    return token, claims
 
 
 def verify_access_token(
@@ -155,8 +113,7 @@ def verify_access_token(
     """
     if len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
         raise InvalidTokenError(_MALFORMED)
-    header_segment, payload_segment, signature_segment = token.split(".")
-    header = _json_object(header_segment)
+    header = _unverified_header(token)
     typ = header.get("typ")
     if not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYP:
         raise InvalidTokenError("The token is not an access token.")
@@ -168,17 +125,15 @@ def verify_access_token(
         raise UnknownKeyError("The access token was signed by an unknown key.")
     if header.get("alg") != key.algorithm:
         raise InvalidTokenError("The access token's algorithm does not match its key.")
-    prepared = _prepare(key)
     try:
-        signing_input = (header_segment + "." + payload_segment).encode("ascii")
-        signature = _b64decode(signature_segment)
-    except (ValueError, binascii.Error, UnicodeError) as exc:
-        raise InvalidTokenError(_MALFORMED) from exc
-    if not prepared.algorithm.verify(signing_input, prepared.verifying_key, signature):
-        raise InvalidTokenError()
-    payload = _json_object(payload_segment)
-    # Time claims are checked in _claims_from_payload against the injected clock.
-    if any(payload.get(claim) is None for claim in _REQUIRED_CLAIMS):
+        # Only the key's own algorithm is allowed: `none` and HS256-with-a-public-key fail here.
+        verified = _JWS.decode_complete(token, key.verifying_key, algorithms=[key.algorithm])
+        payload = json.loads(verified["payload"])
+    except (jwt.PyJWTError, ValueError, UnicodeError) as exc:
+        raise InvalidTokenError() from exc
+    if not isinstance(payload, dict) or any(
+        payload.get(claim) is None for claim in _REQUIRED_CLAIMS
+    ):
         raise InvalidTokenError()
     if payload["iss"] != issuer or not _is_for(payload["aud"], audience):
         raise InvalidTokenError()
