@@ -49,7 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workloads", default=",".join(WORKLOADS), help="comma-separated subset, in this order"
     )
-    parser.add_argument("--smoke", action="store_true", help="about 5 s in all, for CI")
+    parser.add_argument(
+        "--smoke", action="store_true", help="every workload briefly (about 10 s), for CI"
+    )
     parser.add_argument(
         "--loadgen", choices=["auto", "wrk", "python"], default="auto", help="auto: wrk if found"
     )

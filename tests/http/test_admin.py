@@ -54,6 +54,7 @@ ADMIN_ROUTES = [
     ("POST", "/api/admin/users/{id}/disable", None),
     ("POST", "/api/admin/users/{id}/enable", None),
     ("PUT", "/api/admin/users/{id}/roles", {"roles": ["admin"]}),
+    ("DELETE", "/api/admin/users/{id}", None),
 ]
 
 
@@ -130,6 +131,42 @@ async def test_disable_ends_sessions_and_access_tokens_at_once(
     assert (await api.get("/api/auth/me", headers=bearer(fresh.access_token))).status_code == 200
     old = await api.get("/api/auth/me", headers=bearer(phone.access_token))
     assert error_of(old) == (401, "invalid_token")
+
+
+async def test_deleted_user_is_refused_at_once(
+    api: httpx.AsyncClient, admin: Login, run_cli: Callable[..., int]
+) -> None:
+    """Deleting a user (API or CLI) ends their tokens at once; the email can be used again."""
+    ada = await login(api, "ada@example.com")
+    grace = await login(api, "grace@example.com")
+    auth = bearer(admin.access_token)
+
+    deleted = await api.delete(f"/api/admin/users/{ada.user['id']}", headers=auth)
+
+    assert deleted.status_code == 204
+    assert error_of(await api.get("/api/auth/me", headers=bearer(ada.access_token))) == (
+        401,
+        "invalid_token",
+    )
+    assert error_of(await refresh(api, ada.refresh_token)) == (401, "invalid_refresh_token")
+    assert error_of(await api.delete(f"/api/admin/users/{ada.user['id']}", headers=auth)) == (
+        404,
+        "user_not_found",
+    )
+    assert (await register(api, "ada@example.com"))["id"] != ada.user["id"]
+
+    # The CLI runs on the wall clock, this app on a frozen one: check what needs no feed.
+    assert run_cli("users", "delete", "grace@example.com") == 0
+    assert error_of(await refresh(api, grace.refresh_token)) == (401, "invalid_refresh_token")
+    again = await api.post(
+        "/api/auth/login", json={"email": "grace@example.com", "password": DEFAULT_PASSWORD}
+    )
+    assert error_of(again) == (401, "invalid_credentials")
+    audit = await api.get("/api/admin/audit?event=user_deleted", headers=auth)
+    assert {event["user_id"] for event in audit.json()["events"]} == {
+        ada.user["id"],
+        grace.user["id"],
+    }
 
 
 async def test_disable_reaches_another_instance_within_a_second(

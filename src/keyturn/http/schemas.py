@@ -105,14 +105,7 @@ class AdminUserOut(UserOut):
 
     @classmethod
     def of(cls, user: UserRecord) -> AdminUserOut:
-        return cls(
-            id=user.id,
-            email=user.email,
-            username=user.username,
-            roles=list(user.roles),
-            created_at=user.created_at,
-            disabled=user.is_disabled,
-        )
+        return cls(**UserOut.of(user).model_dump(), disabled=user.is_disabled)
 
 
 class UserEnvelope(BaseModel):

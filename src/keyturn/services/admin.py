@@ -94,6 +94,18 @@ class AdminService:
             )
         self._revocation.publish(ended)
 
+    def delete_user(self, user_id: str, *, context: RequestContext = NO_CONTEXT) -> None:
+        """Delete a user: their sessions end first, so their access tokens stop working at
+        once on every instance; the audit trail keeps the deletion. Raises UserNotFoundError."""
+        _refuse_impossible_reference(user_id)
+        with self._database.transaction() as connection:
+            ended = self._revocation.end_user_sessions(connection, user_id, reason="user_deleted")
+            ended += self._revocation.user_changed(connection, user_id)
+            if not user_store.delete_user(connection, user_id):
+                raise errors.UserNotFoundError()
+            self._audit.record(connection, "user_deleted", user_id=user_id, context=context)
+        self._revocation.publish(ended)
+
     def set_roles(
         self, user_id: str, roles: tuple[str, ...], *, context: RequestContext = NO_CONTEXT
     ) -> UserRecord:

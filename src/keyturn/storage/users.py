@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -150,6 +150,11 @@ def set_disabled(
         update(users).where(users.c.id == user_id).values(disabled_at=disabled_at, updated_at=now)
     )
     return result.rowcount == 1
+
+
+def delete_user(connection: Connection, user_id: str) -> bool:
+    """Delete the user; their sessions and refresh tokens go with them (ON DELETE CASCADE)."""
+    return connection.execute(delete(users).where(users.c.id == user_id)).rowcount == 1
 
 
 def set_roles(

@@ -72,6 +72,17 @@ async def enable_user(
     return Response(status_code=204)
 
 
+@router.delete(
+    "/users/{user_id}", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY
+)
+async def delete_user(
+    user_id: str, _admin: Admin, services: ServicesDep, context: ContextDep
+) -> Response:
+    """Delete a user: their sessions and access tokens stop working at once."""
+    await run_in_threadpool(services.admin.delete_user, user_id[:64], context=context)
+    return Response(status_code=204)
+
+
 @router.put(
     "/users/{user_id}/roles",
     response_model=AdminUserOut,
