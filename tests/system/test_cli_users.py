@@ -1,4 +1,4 @@
-"""`keyturn users list|disable|enable|set-role`, run as real processes, also beside a
+"""`keyturn users list|disable|enable|delete|set-role`, run as real processes, also beside a
 running server whose users they change."""
 
 from __future__ import annotations
@@ -84,11 +84,15 @@ def test_unknown_role_is_refused(tmp_path: Path) -> None:
     assert listed(tmp_path)["ada@example.com"][3] == "user"
 
 
+@pytest.mark.parametrize(
+    ("action", "login_error"),
+    [("disable", "account_disabled"), ("delete", "invalid_credentials")],
+)
 def test_disable_by_cli_stops_a_running_servers_tokens(
-    tmp_path: Path, make_server: ServerFactory
+    tmp_path: Path, make_server: ServerFactory, action: str, login_error: str
 ) -> None:
-    """An operator disabling a user from the command line: the running server refuses that
-    user's access token within a second and refuses their login."""
+    """An operator disabling or deleting a user from the command line: the running server
+    refuses that user's access token within a second and refuses their login."""
     server = make_server(KEYTURN_DATABASE_URL=f"sqlite:///{tmp_path}/keyturn.db")
     create(tmp_path, "ada@example.com")
     with httpx.Client(base_url=server.url) as api:
@@ -96,7 +100,7 @@ def test_disable_by_cli_stops_a_running_servers_tokens(
         token = api.post("/api/auth/login", json=credentials).json()["access_token"]
         assert api.get("/api/auth/me", headers=bearer(token)).status_code == 200
 
-        assert cli(tmp_path, "users", "disable", "ada@example.com")[0] == 0
+        assert cli(tmp_path, "users", action, "ada@example.com")[0] == 0
         started = time.monotonic()
         while api.get("/api/auth/me", headers=bearer(token)).status_code == 200:
             assert time.monotonic() - started < 1.0, "token still accepted after 1 s"
@@ -104,7 +108,7 @@ def test_disable_by_cli_stops_a_running_servers_tokens(
 
         me = api.get("/api/auth/me", headers=bearer(token))
         assert me.json()["error"] == "invalid_token"
-        assert api.post("/api/auth/login", json=credentials).json()["error"] == "account_disabled"
+        assert api.post("/api/auth/login", json=credentials).json()["error"] == login_error
 
 
 @pytest.mark.redis
