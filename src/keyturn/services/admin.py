@@ -76,35 +76,31 @@ class AdminService:
         """
         _refuse_impossible_reference(user_id)
         now = self._clock.now()
-        with self._database.transaction() as connection:
+        with self._revocation.batch() as batch:
             if not user_store.set_disabled(
-                connection, user_id, disabled_at=now if disabled else None, now=now
+                batch.connection, user_id, disabled_at=now if disabled else None, now=now
             ):
                 raise errors.UserNotFoundError()
-            ended = self._revocation.user_changed(connection, user_id)
+            batch.user_changed(user_id)
             if disabled:
-                ended += self._revocation.end_user_sessions(
-                    connection, user_id, reason="user_disabled"
-                )
+                batch.end_user_sessions(user_id, reason="user_disabled")
             self._audit.record(
-                connection,
+                batch.connection,
                 "user_disabled" if disabled else "user_enabled",
                 user_id=user_id,
                 context=context,
             )
-        self._revocation.publish(ended)
 
     def delete_user(self, user_id: str, *, context: RequestContext = NO_CONTEXT) -> None:
         """Delete a user: their sessions end first, so their access tokens stop working at
         once on every instance; the audit trail keeps the deletion. Raises UserNotFoundError."""
         _refuse_impossible_reference(user_id)
-        with self._database.transaction() as connection:
-            ended = self._revocation.end_user_sessions(connection, user_id, reason="user_deleted")
-            ended += self._revocation.user_changed(connection, user_id)
-            if not user_store.delete_user(connection, user_id):
+        with self._revocation.batch() as batch:
+            batch.end_user_sessions(user_id, reason="user_deleted")
+            batch.user_changed(user_id)
+            if not user_store.delete_user(batch.connection, user_id):
                 raise errors.UserNotFoundError()
-            self._audit.record(connection, "user_deleted", user_id=user_id, context=context)
-        self._revocation.publish(ended)
+            self._audit.record(batch.connection, "user_deleted", user_id=user_id, context=context)
 
     def set_roles(
         self, user_id: str, roles: tuple[str, ...], *, context: RequestContext = NO_CONTEXT
@@ -116,11 +112,12 @@ class AdminService:
         _refuse_impossible_reference(user_id)
         roles = check_roles(roles)
         now = self._clock.now()
-        with self._database.transaction() as connection:
+        with self._revocation.batch() as batch:
+            connection = batch.connection
             if not user_store.set_roles(connection, user_id, roles, now=now):
                 raise errors.UserNotFoundError()
-            ended = self._revocation.user_changed(connection, user_id)
-            ended += self._revocation.end_user_sessions(connection, user_id, reason="roles_changed")
+            batch.user_changed(user_id)
+            batch.end_user_sessions(user_id, reason="roles_changed")
             self._audit.record(
                 connection,
                 "roles_changed",
@@ -129,7 +126,6 @@ class AdminService:
                 detail={"roles": list(roles)},
             )
             user = user_store.find_user_by_id(connection, user_id)
-        self._revocation.publish(ended)
         assert user is not None  # noqa: S101 - updated above in this transaction
         return user
 

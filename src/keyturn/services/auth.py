@@ -47,7 +47,6 @@ from keyturn.state.protocols import RateLimiter
 from keyturn.storage import sessions as session_store
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
-from keyturn.storage.revocations import Revocation
 from keyturn.storage.users import UserRecord
 
 
@@ -336,14 +335,14 @@ class AuthService:
         if not is_refresh_token_shaped(refresh_token):
             raise errors.InvalidRefreshTokenError()
         now = self._clock.now()
-        ended: list[Revocation] = []
         successor: str | None = None
         # Prepared before the transaction: on SQLite it holds the write lock, and randomness
         # and key derivation inside it would make every other refresh wait longer.
         next_token = new_refresh_token()
         next_token_hash = hash_refresh_token(next_token)
         sealed_next = seal_successor(refresh_token, next_token)
-        with self._database.transaction() as connection:
+        with self._revocation.batch() as batch:
+            connection = batch.connection
             found = session_store.find_refresh_token_with_user(
                 connection, hash_refresh_token(refresh_token)
             )
@@ -389,9 +388,7 @@ class AuthService:
             if verdict is RefreshVerdict.EXPIRED:
                 raise errors.RefreshTokenExpiredError()
             if verdict is RefreshVerdict.REUSED or successor is None:
-                ended = self._revocation.end_sessions(
-                    connection, [session.id], reason="refresh_token_reused"
-                )
+                batch.end_sessions([session.id], reason="refresh_token_reused")
                 self._audit.record(
                     connection,
                     "refresh_token_reused",
@@ -399,9 +396,9 @@ class AuthService:
                     session_id=session.id,
                     context=context,
                 )
-        # Out of the transaction: the revocation above is committed before we answer.
+        # Out of the transaction: the revocation above is committed (and published) before
+        # we answer.
         if successor is None:
-            self._revocation.publish(ended)
             raise errors.RefreshTokenReusedError()
         metrics.count_refresh(repeated=verdict is RefreshVerdict.WITHIN_GRACE)
         return self._issue(
@@ -442,30 +439,27 @@ class AuthService:
             elif user_id is None or session.user_id == user_id:
                 session_ids.append(session.id)
                 user_id = session.user_id
-        with self._database.transaction() as connection:
-            ended = self._revocation.end_sessions(connection, session_ids, reason="logout")
-            for revocation in ended:
+        with self._revocation.batch() as batch:
+            for revocation in batch.end_sessions(session_ids, reason="logout"):
                 self._audit.record(
-                    connection,
+                    batch.connection,
                     "logout",
                     user_id=user_id,
                     session_id=revocation.subject,
                     context=context,
                 )
-        self._revocation.publish(ended)
 
     def logout_all(self, user_id: str, *, context: RequestContext = NO_CONTEXT) -> None:
         """End every session of the user."""
-        with self._database.transaction() as connection:
-            ended = self._revocation.end_user_sessions(connection, user_id, reason="logout_all")
+        with self._revocation.batch() as batch:
+            ended = batch.end_user_sessions(user_id, reason="logout_all")
             self._audit.record(
-                connection,
+                batch.connection,
                 "logout_all",
                 user_id=user_id,
                 context=context,
                 detail={"sessions": len(ended)},
             )
-        self._revocation.publish(ended)
 
     def list_sessions(self, user_id: str) -> list[Session]:
         with self._database.snapshot() as connection:
@@ -475,21 +469,20 @@ class AuthService:
         self, user_id: str, session_id: str, *, context: RequestContext = NO_CONTEXT
     ) -> None:
         """End one of the user's own sessions; SessionNotFoundError for anyone else's."""
-        with self._database.transaction() as connection:
-            session = session_store.find_session(connection, session_id)
+        with self._revocation.batch() as batch:
+            session = session_store.find_session(batch.connection, session_id)
             if session is None or session.user_id != user_id:
                 raise errors.SessionNotFoundError()
             if session_state(session, now=self._clock.now()) is not SessionState.ACTIVE:
                 raise errors.SessionNotFoundError()
-            ended = self._revocation.end_sessions(connection, [session_id], reason="revoked")
+            batch.end_sessions([session_id], reason="revoked")
             self._audit.record(
-                connection,
+                batch.connection,
                 "session_revoked",
                 user_id=user_id,
                 session_id=session_id,
                 context=context,
             )
-        self._revocation.publish(ended)
 
     def change_password(
         self,
@@ -508,20 +501,17 @@ class AuthService:
             raise errors.InvalidCredentialsError("The current password is incorrect.")
         check_password(new_password, email=user.email, username=user.username)
         new_hash = self._hashing.hash_password(new_password)
-        with self._database.transaction() as connection:
-            user_store.set_password_hash(connection, user.id, new_hash, now=self._clock.now())
-            ended = self._revocation.end_user_sessions(
-                connection, user.id, reason="password_changed", keep=claims.session_id
-            )
-            ended += self._revocation.user_changed(connection, user.id)
+        with self._revocation.batch() as batch:
+            user_store.set_password_hash(batch.connection, user.id, new_hash, now=self._clock.now())
+            batch.end_user_sessions(user.id, reason="password_changed", keep=claims.session_id)
+            batch.user_changed(user.id)
             self._audit.record(
-                connection,
+                batch.connection,
                 "password_changed",
                 user_id=user.id,
                 session_id=claims.session_id,
                 context=context,
             )
-        self._revocation.publish(ended)
 
     def revoke(self, token: str, *, context: RequestContext = NO_CONTEXT) -> None:
         """RFC 7009: make a token stop working; a token Keyturn does not know is no error.
@@ -538,16 +528,15 @@ class AuthService:
             claims = self.authenticate(token)
         except errors.BearerTokenError:
             return  # expired, forged or already revoked: nothing left to revoke
-        with self._database.transaction() as connection:
-            ended = self._revocation.revoke_token(connection, claims.token_id)
+        with self._revocation.batch() as batch:
+            batch.revoke_token(claims.token_id)
             self._audit.record(
-                connection,
+                batch.connection,
                 "access_token_revoked",
                 user_id=claims.subject,
                 session_id=claims.session_id,
                 context=context,
             )
-        self._revocation.publish(ended)
 
     def _record_event(
         self, event: str, *, user_id: str | None = None, context: RequestContext

@@ -8,9 +8,10 @@ list older than `revocation_max_staleness_seconds`: fail closed, never open.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterable
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
@@ -48,33 +49,21 @@ class RevocationService:
         self._coverage = timedelta(seconds=settings.access_ttl_seconds + CLOCK_SKEW_SECONDS)
         self.hooks: list[RevocationHook] = []
 
-    # Writing, inside the caller's transaction.
+    # Writing: in a transaction whose revocations are published once it has committed.
 
-    def end_sessions(
-        self, connection: Connection, session_ids: Iterable[str], *, reason: str
-    ) -> list[Revocation]:
-        """End each session still live; return what must be published after commit."""
-        now = self._clock.now()
-        ended: list[Revocation] = []
-        for session_id in session_ids:
-            if session_store.end_session(connection, session_id, reason=reason, now=now):
-                session_store.forget_successor(connection, session_id)
-                ended.append(self._record(connection, KIND_SESSION, session_id))
-        return ended
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[RevocationBatch]:
+        """A write transaction; what it revokes reaches every process only after commit."""
+        with self._database.transaction() as connection:
+            batch = RevocationBatch(self, connection)
+            yield batch
+        self.publish(batch.recorded)
 
-    def end_user_sessions(
-        self, connection: Connection, user_id: str, *, reason: str, keep: str | None = None
-    ) -> list[Revocation]:
-        live = [sid for sid in session_store.live_session_ids(connection, user_id) if sid != keep]
-        return self.end_sessions(connection, live, reason=reason)
+    def now(self) -> datetime:
+        return self._clock.now()
 
-    def revoke_token(self, connection: Connection, token_id: str) -> list[Revocation]:
-        return [self._record(connection, KIND_TOKEN, token_id)]
-
-    def user_changed(self, connection: Connection, user_id: str) -> list[Revocation]:
-        return [self._record(connection, KIND_USER, user_id)]
-
-    def _record(self, connection: Connection, kind: str, subject: str) -> Revocation:
+    def record(self, connection: Connection, kind: str, subject: str) -> Revocation:
+        """Write one revocation to the feed, kept until no token it covers can be valid."""
         now = self._clock.now()
         expires_at = now + self._coverage
         revocation_store.record_revocation(
@@ -131,3 +120,41 @@ class RevocationService:
                 "Keyturn cannot confirm which sessions have ended (its database is out of"
                 " reach); try again shortly."
             )
+
+
+class RevocationBatch:
+    """The revocations of one transaction (see RevocationService.batch); each method returns
+    what it recorded."""
+
+    def __init__(self, service: RevocationService, connection: Connection) -> None:
+        self.connection = connection
+        self._service = service
+        self.recorded: list[Revocation] = []
+
+    def end_sessions(self, session_ids: Iterable[str], *, reason: str) -> list[Revocation]:
+        """End each session still live (their sealed successors are erased)."""
+        now = self._service.now()
+        ended: list[Revocation] = []
+        for session_id in session_ids:
+            if session_store.end_session(self.connection, session_id, reason=reason, now=now):
+                session_store.forget_successor(self.connection, session_id)
+                ended.append(self._record(KIND_SESSION, session_id))
+        return ended
+
+    def end_user_sessions(
+        self, user_id: str, *, reason: str, keep: str | None = None
+    ) -> list[Revocation]:
+        live = session_store.live_session_ids(self.connection, user_id)
+        return self.end_sessions([sid for sid in live if sid != keep], reason=reason)
+
+    def revoke_token(self, token_id: str) -> list[Revocation]:
+        return [self._record(KIND_TOKEN, token_id)]
+
+    def user_changed(self, user_id: str) -> list[Revocation]:
+        """Caches of this user are stale everywhere."""
+        return [self._record(KIND_USER, user_id)]
+
+    def _record(self, kind: str, subject: str) -> Revocation:
+        revocation = self._service.record(self.connection, kind, subject)
+        self.recorded.append(revocation)
+        return revocation
