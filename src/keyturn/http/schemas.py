@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,6 +12,8 @@ from keyturn.core.sessions import Session
 from keyturn.storage.audit import AuditEvent
 from keyturn.storage.users import UserRecord
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
 
 def _printable(value: str) -> str:
     """Refuse NUL, other control characters and lone surrogates: a database chokes on them."""
@@ -18,7 +21,7 @@ def _printable(value: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError as error:
         raise ValueError("contains characters that are not valid Unicode") from error
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    if _CONTROL_CHARACTER.search(value):
         raise ValueError("contains control characters")
     return value
 

@@ -17,7 +17,9 @@ from keyturn.http.deps import (
     ServicesDep,
     access_claims,
     check_csrf,
+    context_of,
     is_authenticated_by_cookie,
+    services_of,
 )
 from keyturn.http.schemas import (
     CookieLoginResponse,
@@ -177,8 +179,6 @@ async def me(claims: Claims, services: ServicesDep) -> UserEnvelope:
 )
 async def refresh(
     request: Request,
-    services: ServicesDep,
-    context: ContextDep,
     response: Response,
     body: Annotated[RefreshRequest | None, Body()] = None,
 ) -> TokenPair | CookieLoginResponse:
@@ -189,6 +189,9 @@ async def refresh(
     `refresh_token_reused` (the session has been ended: the token was used before, beyond
     the grace window); 403 `csrf_failed`.
     """
+    # Looked up directly rather than as dependencies: every client calls this every few
+    # minutes, and each FastAPI dependency costs a resolution per request.
+    services, context = services_of(request), context_of(request)
     if body is None or body.refresh_token is None:
         refresh_token = cookies.refresh_cookie(request)
         if refresh_token is None:
