@@ -109,3 +109,4 @@ async def _context_dependency(request: Request) -> RequestContext:
 Claims = Annotated[AccessClaims, Depends(access_claims)]
 ServicesDep = Annotated[Services, Depends(_services_dependency)]
 ContextDep = Annotated[RequestContext, Depends(_context_dependency)]
+AdminClaims = Annotated[AccessClaims, Depends(requires_role(wire.ROLE_ADMIN))]

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from keyturn import wire
-from keyturn.core.tokens import AccessClaims
-from keyturn.http.deps import BEARER_SECURITY, ContextDep, ServicesDep, requires_role
+from keyturn.http.deps import BEARER_SECURITY, AdminClaims, ContextDep, ServicesDep
 from keyturn.http.schemas import AdminUserOut, Problem, RolesRequest, UserPage
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
-Admin = Annotated[AccessClaims, Depends(requires_role(wire.ROLE_ADMIN))]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing, expired or invalid access token"},
     403: {"model": Problem, "description": "insufficient_role"},
@@ -23,7 +20,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.get("/users", response_model=UserPage, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
 async def list_users(
-    _admin: Admin,
+    _admin: AdminClaims,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -44,7 +41,7 @@ async def list_users(
     responses=_ERRORS,
     openapi_extra=BEARER_SECURITY,
 )
-async def get_user(user_id: str, _admin: Admin, services: ServicesDep) -> AdminUserOut:
+async def get_user(user_id: str, _admin: AdminClaims, services: ServicesDep) -> AdminUserOut:
     """One user by id."""
     user = await run_in_threadpool(services.admin.find_user, user_id[:64])
     return AdminUserOut.of(user)
@@ -54,7 +51,7 @@ async def get_user(user_id: str, _admin: Admin, services: ServicesDep) -> AdminU
     "/users/{user_id}/disable", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY
 )
 async def disable_user(
-    user_id: str, _admin: Admin, services: ServicesDep, context: ContextDep
+    user_id: str, _admin: AdminClaims, services: ServicesDep, context: ContextDep
 ) -> Response:
     """Disable a user: their sessions and access tokens stop working at once."""
     await run_in_threadpool(services.admin.set_disabled, user_id[:64], True, context=context)
@@ -65,7 +62,7 @@ async def disable_user(
     "/users/{user_id}/enable", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY
 )
 async def enable_user(
-    user_id: str, _admin: Admin, services: ServicesDep, context: ContextDep
+    user_id: str, _admin: AdminClaims, services: ServicesDep, context: ContextDep
 ) -> Response:
     """Let a disabled user log in again."""
     await run_in_threadpool(services.admin.set_disabled, user_id[:64], False, context=context)
@@ -76,7 +73,7 @@ async def enable_user(
     "/users/{user_id}", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY
 )
 async def delete_user(
-    user_id: str, _admin: Admin, services: ServicesDep, context: ContextDep
+    user_id: str, _admin: AdminClaims, services: ServicesDep, context: ContextDep
 ) -> Response:
     """Delete a user: their sessions and access tokens stop working at once."""
     await run_in_threadpool(services.admin.delete_user, user_id[:64], context=context)
@@ -90,7 +87,11 @@ async def delete_user(
     openapi_extra=BEARER_SECURITY,
 )
 async def set_roles(
-    user_id: str, body: RolesRequest, _admin: Admin, services: ServicesDep, context: ContextDep
+    user_id: str,
+    body: RolesRequest,
+    _admin: AdminClaims,
+    services: ServicesDep,
+    context: ContextDep,
 ) -> AdminUserOut:
     """Replace a user's roles (`user` is always kept); their sessions end."""
     user = await run_in_threadpool(

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from keyturn import wire
-from keyturn.core.tokens import AccessClaims
-from keyturn.http.deps import BEARER_SECURITY, ServicesDep, requires_role
+from keyturn.http.deps import BEARER_SECURITY, AdminClaims, ServicesDep
 from keyturn.http.schemas import AuditEventOut, AuditPage, Problem
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
-Admin = Annotated[AccessClaims, Depends(requires_role(wire.ROLE_ADMIN))]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing, expired or invalid access token"},
     403: {"model": Problem, "description": "insufficient_role"},
@@ -23,7 +20,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.get("/audit", response_model=AuditPage, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
 async def list_audit_events(
-    _admin: Admin,
+    _admin: AdminClaims,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
