@@ -84,6 +84,29 @@ async def test_twenty_concurrent_refreshes_share_one_successor(api: httpx.AsyncC
     assert (await refresh(api, successor)).status_code == 200
 
 
+async def test_refreshes_arriving_together_stay_apart(
+    api: httpx.AsyncClient, clock: FrozenClock
+) -> None:
+    """Sessions refreshed at the same moment each get their own successor, and a replayed
+    token among them ends only its own session."""
+    owners = [await login(api, email=f"user{n}@example.com") for n in range(6)]
+    victim = owners[0]
+    stolen = (await refresh(api, victim.refresh_token)).json()
+    clock.advance(seconds=30)
+
+    responses = await asyncio.gather(
+        refresh(api, victim.refresh_token),  # replayed after the grace window
+        *(refresh(api, owner.refresh_token) for owner in owners[1:]),
+    )
+
+    assert error_of(responses[0]) == (401, "refresh_token_reused")
+    assert [r.status_code for r in responses[1:]] == [200] * 5
+    assert len({r.json()["refresh_token"] for r in responses[1:]}) == 5
+    for response in responses[1:]:
+        assert (await refresh(api, response.json()["refresh_token"])).status_code == 200
+    assert error_of(await refresh(api, stolen["refresh_token"])) == (401, "invalid_refresh_token")
+
+
 async def test_refresh_token_expires_after_idle_lifetime(make_api, clock: FrozenClock) -> None:
     api = await make_api(refresh_ttl_seconds=3600)
     tokens = await login(api)

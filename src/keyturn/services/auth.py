@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from keyturn import errors, wire
 from keyturn.clock import Clock
@@ -41,13 +42,37 @@ from keyturn.services.audit import AuditTrail
 from keyturn.services.context import NO_CONTEXT, RequestContext
 from keyturn.services.keyring import KeyringService
 from keyturn.services.limits import ClientLimits
-from keyturn.services.revocation import RevocationService
+from keyturn.services.revocation import RevocationBatch, RevocationService
 from keyturn.state.memory import BoundedTtlCache
 from keyturn.state.protocols import RateLimiter
 from keyturn.storage import sessions as session_store
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
+from keyturn.storage.group_commit import GroupCommit
 from keyturn.storage.users import UserRecord
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedRotation:
+    """A refresh before its transaction: the presented token and its would-be successor."""
+
+    refresh_token: str
+    token_hash: str
+    context: RequestContext
+    now: datetime
+    next_token: str
+    next_token_hash: str
+    sealed_next: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Rotation:
+    """What a refresh's transaction found: the successor to hand out, and for whom."""
+
+    successor: str
+    session: Session
+    user: UserRecord
+    repeated: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +113,7 @@ class AuthService:
         self._token_cache = VerifiedTokenCache(settings.token_cache_size)
         self._issuer = settings.effective_issuer
         self._grace = timedelta(seconds=settings.refresh_reuse_grace_seconds)
+        self._refresh_group: GroupCommit[RevocationBatch] = GroupCommit(revocation.batch)
         self._login_window = timedelta(seconds=settings.login_window_seconds)
         # Unknown accounts are checked against this hash so they cost what known ones do.
         self._dummy_hash = hashing.hash_password(secrets.token_urlsafe(16))
@@ -330,83 +356,116 @@ class AuthService:
         RefreshTokenExpiredError, RefreshTokenReusedError (after committing the revocation),
         TooManyRequestsError past KEYTURN_REFRESH_MAX_PER_IP.
         """
+        prepared = self._prepare_rotation(refresh_token, context)
+        with self._revocation.batch() as batch:
+            outcome = self._rotate(batch, prepared)
+        return self._issue_rotated(outcome)
+
+    async def refresh_in_group(
+        self, refresh_token: str, *, context: RequestContext = NO_CONTEXT
+    ) -> IssuedTokens:
+        """refresh(), from the event loop: refreshes that arrive together share one
+        transaction and one commit (see storage/group_commit.py). Raises as refresh()."""
+        outcome = await self._refresh_group.run(
+            functools.partial(self._prepare_rotation, refresh_token, context), self._rotate
+        )
+        return self._issue_rotated(outcome)
+
+    def _prepare_rotation(self, refresh_token: str, context: RequestContext) -> _PreparedRotation:
+        # Everything that needs no database happens here, before the transaction: on SQLite
+        # the transaction holds the write lock, and randomness and key derivation inside it
+        # would make every other refresh wait longer.
         if self._client_limits is not None:
             self._client_limits.count_refresh(context)
         if not is_refresh_token_shaped(refresh_token):
             raise errors.InvalidRefreshTokenError()
-        now = self._clock.now()
-        successor: str | None = None
-        # Prepared before the transaction: on SQLite it holds the write lock, and randomness
-        # and key derivation inside it would make every other refresh wait longer.
         next_token = new_refresh_token()
-        next_token_hash = hash_refresh_token(next_token)
-        sealed_next = seal_successor(refresh_token, next_token)
-        with self._revocation.batch() as batch:
-            connection = batch.connection
-            found = session_store.find_refresh_token_with_user(
-                connection, hash_refresh_token(refresh_token)
-            )
-            if found is None:
-                raise errors.InvalidRefreshTokenError()
-            stored, session, user = found
-            state = session_state(session, now=now)
-            if state is SessionState.ENDED:
-                raise errors.InvalidRefreshTokenError(
-                    "The session of this refresh token has ended."
+        return _PreparedRotation(
+            refresh_token=refresh_token,
+            token_hash=hash_refresh_token(refresh_token),
+            context=context,
+            now=self._clock.now(),
+            next_token=next_token,
+            next_token_hash=hash_refresh_token(next_token),
+            sealed_next=seal_successor(refresh_token, next_token),
+        )
+
+    def _rotate(
+        self, batch: RevocationBatch, prepared: _PreparedRotation
+    ) -> _Rotation | errors.KeyturnError:
+        """The transaction of a refresh: a refusal is returned, so that what the transaction
+        wrote before it (ending a session on reuse) is committed, not rolled back."""
+        connection = batch.connection
+        now = prepared.now
+        found = session_store.find_refresh_token_with_user(connection, prepared.token_hash)
+        if found is None:
+            return errors.InvalidRefreshTokenError()
+        stored, session, user = found
+        state = session_state(session, now=now)
+        if state is SessionState.ENDED:
+            return errors.InvalidRefreshTokenError("The session of this refresh token has ended.")
+        if state is SessionState.EXPIRED:
+            return errors.RefreshTokenExpiredError()
+        if user is None or user.is_disabled:
+            return errors.InvalidRefreshTokenError("The account is not active.")
+        successor: str | None = None
+        verdict = judge_refresh(stored, now=now, grace=self._grace)
+        if verdict is RefreshVerdict.ROTATE:
+            successor = prepared.next_token
+            if session_store.mark_rotated(
+                connection, stored.id, now=now, sealed_successor=prepared.sealed_next
+            ):
+                idle_expires_at = next_idle_expiry(
+                    now=now,
+                    idle=self._lifetimes(session.remember_me).idle,
+                    absolute_expires_at=session.absolute_expires_at,
                 )
-            if state is SessionState.EXPIRED:
-                raise errors.RefreshTokenExpiredError()
-            if user is None or user.is_disabled:
-                raise errors.InvalidRefreshTokenError("The account is not active.")
-            verdict = judge_refresh(stored, now=now, grace=self._grace)
-            if verdict is RefreshVerdict.ROTATE:
-                successor = next_token
-                if session_store.mark_rotated(
-                    connection, stored.id, now=now, sealed_successor=sealed_next
-                ):
-                    idle_expires_at = next_idle_expiry(
-                        now=now,
-                        idle=self._lifetimes(session.remember_me).idle,
-                        absolute_expires_at=session.absolute_expires_at,
-                    )
-                    session_store.insert_refresh_token(
-                        connection,
-                        session_id=session.id,
-                        token_hash=next_token_hash,
-                        now=now,
-                        expires_at=idle_expires_at,
-                    )
-                    session_store.touch_session(
-                        connection, session.id, now=now, idle_expires_at=idle_expires_at
-                    )
-                else:  # a concurrent request rotated it first; judge what it left behind
-                    stored = session_store.refetch_refresh_token(connection, stored.id)
-                    verdict = judge_refresh(stored, now=now, grace=self._grace)
-                    successor = None
-            if verdict is RefreshVerdict.WITHIN_GRACE and stored.sealed_successor is not None:
-                successor = open_successor(refresh_token, stored.sealed_successor)
-            if verdict is RefreshVerdict.EXPIRED:
-                raise errors.RefreshTokenExpiredError()
-            if verdict is RefreshVerdict.REUSED or successor is None:
-                batch.end_sessions([session.id], reason="refresh_token_reused")
-                self._audit.record(
+                session_store.insert_refresh_token(
                     connection,
-                    "refresh_token_reused",
-                    user_id=user.id,
                     session_id=session.id,
-                    context=context,
+                    token_hash=prepared.next_token_hash,
+                    now=now,
+                    expires_at=idle_expires_at,
                 )
-        # Out of the transaction: the revocation above is committed (and published) before
-        # we answer.
-        if successor is None:
-            raise errors.RefreshTokenReusedError()
-        metrics.count_refresh(repeated=verdict is RefreshVerdict.WITHIN_GRACE)
+                session_store.touch_session(
+                    connection, session.id, now=now, idle_expires_at=idle_expires_at
+                )
+            else:  # a concurrent request rotated it first; judge what it left behind
+                stored = session_store.refetch_refresh_token(connection, stored.id)
+                verdict = judge_refresh(stored, now=now, grace=self._grace)
+                successor = None
+        if verdict is RefreshVerdict.WITHIN_GRACE and stored.sealed_successor is not None:
+            successor = open_successor(prepared.refresh_token, stored.sealed_successor)
+        if verdict is RefreshVerdict.EXPIRED:
+            return errors.RefreshTokenExpiredError()
+        if verdict is RefreshVerdict.REUSED or successor is None:
+            batch.end_sessions([session.id], reason="refresh_token_reused")
+            self._audit.record(
+                connection,
+                "refresh_token_reused",
+                user_id=user.id,
+                session_id=session.id,
+                context=prepared.context,
+            )
+            return errors.RefreshTokenReusedError()
+        return _Rotation(
+            successor=successor,
+            session=session,
+            user=user,
+            repeated=verdict is RefreshVerdict.WITHIN_GRACE,
+        )
+
+    def _issue_rotated(self, outcome: _Rotation | errors.KeyturnError) -> IssuedTokens:
+        # Out of the transaction: a revocation it made is committed (and published) by now.
+        if isinstance(outcome, errors.KeyturnError):
+            raise outcome
+        metrics.count_refresh(repeated=outcome.repeated)
         return self._issue(
-            user,
-            session_id=session.id,
-            client_id=session.client_id,
-            refresh_token=successor,
-            remember_me=session.remember_me,
+            outcome.user,
+            session_id=outcome.session.id,
+            client_id=outcome.session.client_id,
+            refresh_token=outcome.successor,
+            remember_me=outcome.session.remember_me,
         )
 
     # Logout and sessions.

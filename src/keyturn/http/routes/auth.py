@@ -200,9 +200,9 @@ async def refresh(
         if session is None:
             raise errors.InvalidRefreshTokenError()
         check_csrf(request, session_id=session.id)
-        issued = await run_in_threadpool(services.auth.refresh, refresh_token, context=context)
+        issued = await services.auth.refresh_in_group(refresh_token, context=context)
         return set_cookies(request, response, services, issued)
-    issued = await run_in_threadpool(services.auth.refresh, body.refresh_token, context=context)
+    issued = await services.auth.refresh_in_group(body.refresh_token, context=context)
     response.headers.update(NO_STORE)
     return TokenPair(**token_pair(issued))
 

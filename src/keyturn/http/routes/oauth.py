@@ -185,7 +185,7 @@ async def token(request: Request, services: ServicesDep, context: ContextDep) ->
         )
     elif grant_type == "refresh_token":
         refresh_token = required(form, "refresh_token")
-        issued = await run_in_threadpool(services.auth.refresh, refresh_token, context=context)
+        issued = await services.auth.refresh_in_group(refresh_token, context=context)
     else:
         raise errors.UnsupportedGrantTypeError()
     return token_response(issued)
