@@ -19,6 +19,8 @@ from keyturn.http.deps import (
     check_csrf,
     context_of,
     is_authenticated_by_cookie,
+    json_body_schema,
+    optional_json_body,
     services_of,
 )
 from keyturn.http.schemas import (
@@ -164,24 +166,27 @@ async def login(
 
 
 @router.get("/me", response_model=UserEnvelope, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
-async def me(claims: Claims, services: ServicesDep) -> UserEnvelope:
+async def me(request: Request) -> UserEnvelope:
     """The caller's account."""
+    # The check every client makes most: no FastAPI dependencies, which cost a resolution
+    # each per request (the same check as the `Claims` dependency, called directly).
+    claims = await access_claims(request)
+    services = services_of(request)
     user = services.auth.cached_user(claims.subject)
     if user is None:
         user = await run_in_threadpool(services.auth.load_user, claims.subject)
-    return UserEnvelope(user=UserOut.of(user))
+    return Response(  # type: ignore[return-value]
+        UserEnvelope(user=UserOut.of(user)).model_dump_json(), media_type="application/json"
+    )
 
 
 @router.post(
     "/refresh",
     response_model=TokenPair | CookieLoginResponse,
     responses={**_ERRORS, 403: {"model": Problem, "description": "CSRF check failed"}},
+    openapi_extra=json_body_schema(RefreshRequest),
 )
-async def refresh(
-    request: Request,
-    response: Response,
-    body: Annotated[RefreshRequest | None, Body()] = None,
-) -> TokenPair | CookieLoginResponse:
+async def refresh(request: Request, response: Response) -> TokenPair | CookieLoginResponse:
     """Rotate a refresh token: a new access token and a new refresh token.
 
     Without a body, the refresh cookie of browser mode is used (with `X-CSRF-Token`) and the
@@ -189,9 +194,10 @@ async def refresh(
     `refresh_token_reused` (the session has been ended: the token was used before, beyond
     the grace window); 403 `csrf_failed`.
     """
-    # Looked up directly rather than as dependencies: every client calls this every few
-    # minutes, and each FastAPI dependency costs a resolution per request.
+    # Looked up and parsed directly rather than as dependencies and a Body() parameter:
+    # every client calls this every few minutes, and FastAPI's resolution costs per request.
     services, context = services_of(request), context_of(request)
+    body = await optional_json_body(request, RefreshRequest)
     if body is None or body.refresh_token is None:
         refresh_token = cookies.refresh_cookie(request)
         if refresh_token is None:
