@@ -54,6 +54,35 @@ class UTCDateTime(TypeDecorator[datetime]):
         stored: datetime = value
         return stored.replace(tzinfo=UTC) if stored.tzinfo is None else stored.astimezone(UTC)
 
+    # SQLite keeps datetimes as text, which SQLAlchemy writes and reads through Python-level
+    # formatting and a regular expression; a refresh reads about ten of them. The same text
+    # ("2026-11-24 09:30:00.000000", microseconds always present, so text order is time order)
+    # is written and read here by the datetime module's own ISO functions.
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def to_text(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetimes are not stored")
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return to_text
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def from_text(value: str | None) -> datetime | None:
+            if value is None:
+                return None
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+        return from_text
+
 
 users = Table(
     "users",
