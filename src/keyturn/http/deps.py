@@ -91,9 +91,7 @@ async def access_claims(request: Request) -> AccessClaims:
     token = bearer_token(request)
     if token is None:
         return cookie_claims(request)
-    claims = services_of(request).auth.authenticate(token)
-    request.state.access_claims = claims
-    return claims
+    return services_of(request).auth.authenticate(token)
 
 
 def cookie_claims(request: Request) -> AccessClaims:
@@ -105,7 +103,6 @@ def cookie_claims(request: Request) -> AccessClaims:
     claims = services.auth.authenticate(token)
     if request.method not in SAFE_METHODS:
         check_csrf(request, session_id=claims.session_id)
-    request.state.access_claims = claims
     request.state.authenticated_by_cookie = True
     return claims
 
