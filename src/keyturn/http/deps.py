@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
@@ -13,12 +13,21 @@ from keyturn import errors, wire
 from keyturn.core.tokens import AccessClaims
 from keyturn.http import cookies
 from keyturn.http.client_ip import client_ip
+from keyturn.http.schemas import Problem
 from keyturn.services.container import Services
 from keyturn.services.context import RequestContext
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 BEARER_SECURITY: dict[str, Any] = {"security": [{"bearer": []}, {"oauth2": []}]}
+# The refusals every admin route can answer, for OpenAPI.
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing, expired or invalid access token"},
+    403: {"model": Problem, "description": "insufficient_role"},
+}
+# Paging of the admin lists.
+PageLimit = Annotated[int, Query(ge=1, le=200)]
+PageOffset = Annotated[int, Query(ge=0, le=10_000_000)]
 # RFC 9110 §9.2.1: these must not change state, so they need no CSRF token.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 

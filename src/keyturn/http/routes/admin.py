@@ -7,13 +7,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from keyturn.http.deps import BEARER_SECURITY, AdminClaims, ContextDep, ServicesDep
+from keyturn.http.deps import (
+    ADMIN_ERRORS,
+    BEARER_SECURITY,
+    AdminClaims,
+    ContextDep,
+    PageLimit,
+    PageOffset,
+    ServicesDep,
+)
 from keyturn.http.schemas import AdminUserOut, Problem, RolesRequest, UserPage
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "Missing, expired or invalid access token"},
-    403: {"model": Problem, "description": "insufficient_role"},
+    **ADMIN_ERRORS,
     404: {"model": Problem, "description": "user_not_found"},
 }
 
@@ -22,8 +29,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 async def list_users(
     _admin: AdminClaims,
     services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
     email: Annotated[str | None, Query(max_length=320, description="part of the email")] = None,
 ) -> UserPage:
     """Users, oldest first, `limit` per page; `email` filters by a part of the address."""

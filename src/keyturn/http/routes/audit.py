@@ -7,13 +7,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from keyturn.http.deps import BEARER_SECURITY, AdminClaims, ServicesDep
+from keyturn.http.deps import (
+    ADMIN_ERRORS,
+    BEARER_SECURITY,
+    AdminClaims,
+    PageLimit,
+    PageOffset,
+    ServicesDep,
+)
 from keyturn.http.schemas import AuditEventOut, AuditPage, Problem
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "Missing, expired or invalid access token"},
-    403: {"model": Problem, "description": "insufficient_role"},
+    **ADMIN_ERRORS,
     422: {"model": Problem, "description": "Invalid query parameters"},
 }
 
@@ -22,8 +28,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 async def list_audit_events(
     _admin: AdminClaims,
     services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
     user_id: Annotated[
         str | None,
         Query(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="events of this user"),
