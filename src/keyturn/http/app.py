@@ -13,6 +13,7 @@ from keyturn import __version__
 from keyturn.clock import Clock
 from keyturn.config import Settings
 from keyturn.http.client_ip import parse_networks
+from keyturn.http.hot_routes import HotRoutes, hot_routes_of
 from keyturn.http.middleware import RequestEnvelope
 from keyturn.http.problems import install_problem_handlers
 from keyturn.http.routes import admin, audit, auth, discovery, health, metrics, oauth
@@ -27,6 +28,9 @@ Keyturn issues short-lived JWT access tokens and rotating refresh tokens.
 * When a protected route answers 401 `token_expired`, call `POST /api/auth/refresh` once and retry.
 * Every error body is `{"error": <code>, "message": <sentence>}`.
 """
+
+# Called on every protected request, by every client every few minutes, by every probe.
+HOT_ENDPOINTS = (health.healthz, auth.me, auth.refresh)
 
 
 def create_app(
@@ -63,7 +67,13 @@ def create_app(
     install_web(app)
     for router in (oauth.router, audit.router, metrics.router):
         add_routes(app, router)
-    # Added first, so it runs inside RequestEnvelope and sees the request id.
+    # Innermost of ours: the hot routes get the request id, body bound and metrics too.
+    app.add_middleware(
+        HotRoutes,
+        routes=hot_routes_of(app.routes, HOT_ENDPOINTS),
+        exception_handlers=app.exception_handlers,
+    )
+    # Inside RequestEnvelope, so it sees the request id.
     app.add_middleware(RequestObserver)
     app.add_middleware(RequestEnvelope, max_body_bytes=settings.max_body_bytes)
     _document_security(app)

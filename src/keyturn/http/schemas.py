@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Annotated, Any
@@ -113,6 +114,13 @@ class AdminUserOut(UserOut):
 
 class UserEnvelope(BaseModel):
     user: UserOut
+
+
+@functools.lru_cache(maxsize=4096)
+def user_envelope_json(user: UserRecord) -> bytes:
+    """`{"user": ...}` for this account, rendered once per version of its record: it is the
+    reply to every token check (`GET /api/auth/me`), and rendering costs more than the check."""
+    return UserEnvelope(user=UserOut.of(user)).model_dump_json().encode()
 
 
 class TokenPair(BaseModel):

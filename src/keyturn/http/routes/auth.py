@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from keyturn import errors, wire
@@ -37,6 +38,7 @@ from keyturn.http.schemas import (
     TokenPair,
     UserEnvelope,
     UserOut,
+    user_envelope_json,
 )
 from keyturn.services.auth import IssuedTokens
 from keyturn.services.container import Services
@@ -76,7 +78,7 @@ def is_cookie_mode(auth_mode: str | None) -> bool:
 
 def set_cookies(
     request: Request, response: Response, services: Services, issued: IssuedTokens
-) -> CookieLoginResponse:
+) -> None:
     """Browser mode: the tokens go into cookies, never into the body. A CSRF token the
     browser already holds for this session is kept, so tabs racing a refresh stay valid."""
     session_id = issued.claims.session_id
@@ -91,6 +93,9 @@ def set_cookies(
         settings=services.settings,
     )
     response.headers.update(NO_STORE)
+
+
+def cookie_login_body(issued: IssuedTokens) -> CookieLoginResponse:
     return CookieLoginResponse(expires_in=issued.expires_in, user=UserOut.of(issued.user))
 
 
@@ -160,7 +165,8 @@ async def login(
         context=context,
     )
     if cookie_mode:
-        return set_cookies(request, response, services, issued)
+        set_cookies(request, response, services, issued)
+        return cookie_login_body(issued)
     response.headers.update(NO_STORE)
     return LoginResponse(**token_pair(issued), user=UserOut.of(issued.user))
 
@@ -168,17 +174,13 @@ async def login(
 @router.get("/me", response_model=UserEnvelope, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
 async def me(request: Request) -> Response:
     """The caller's account."""
-    # The check every client makes most: no FastAPI dependencies, which cost a resolution
-    # each per request (the same check as the `Claims` dependency, called directly).
+    # A hot route (see http/hot_routes.py): the request alone in, a rendered Response out.
     claims = await access_claims(request)
     services = services_of(request)
     user = services.auth.cached_user(claims.subject)
     if user is None:
         user = await run_in_threadpool(services.auth.load_user, claims.subject)
-    # Rendered here: FastAPI would validate the model against response_model once more.
-    return Response(
-        UserEnvelope(user=UserOut.of(user)).model_dump_json(), media_type="application/json"
-    )
+    return Response(user_envelope_json(user), media_type="application/json")
 
 
 @router.post(
@@ -187,7 +189,7 @@ async def me(request: Request) -> Response:
     responses={**_ERRORS, 403: {"model": Problem, "description": "CSRF check failed"}},
     openapi_extra=json_body_schema(RefreshRequest),
 )
-async def refresh(request: Request, response: Response) -> TokenPair | CookieLoginResponse:
+async def refresh(request: Request) -> Response:
     """Rotate a refresh token: a new access token and a new refresh token.
 
     Without a body, the refresh cookie of browser mode is used (with `X-CSRF-Token`) and the
@@ -195,8 +197,7 @@ async def refresh(request: Request, response: Response) -> TokenPair | CookieLog
     `refresh_token_reused` (the session has been ended: the token was used before, beyond
     the grace window); 403 `csrf_failed`.
     """
-    # Looked up and parsed directly rather than as dependencies and a Body() parameter:
-    # every client calls this every few minutes, and FastAPI's resolution costs per request.
+    # A hot route (see http/hot_routes.py): the body is parsed here, not by FastAPI.
     services, context = services_of(request), context_of(request)
     body = await optional_json_body(request, RefreshRequest)
     if body is None or body.refresh_token is None:
@@ -208,10 +209,12 @@ async def refresh(request: Request, response: Response) -> TokenPair | CookieLog
             raise errors.InvalidRefreshTokenError()
         check_csrf(request, session_id=session.id)
         issued = await services.auth.refresh_in_group(refresh_token, context=context)
-        return set_cookies(request, response, services, issued)
+        body_json = cookie_login_body(issued).model_dump_json()
+        response = Response(body_json, media_type="application/json")
+        set_cookies(request, response, services, issued)
+        return response
     issued = await services.auth.refresh_in_group(body.refresh_token, context=context)
-    response.headers.update(NO_STORE)
-    return TokenPair(**token_pair(issued))
+    return JSONResponse(token_pair(issued), headers=NO_STORE)
 
 
 @router.post("/logout", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY)

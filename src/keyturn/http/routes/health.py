@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from keyturn import wire
@@ -13,10 +13,15 @@ from keyturn.http.deps import ServicesDep
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
+_HEALTHY = b'{"status":"ok"}'
+
+
+@router.get("/healthz", response_model=dict[str, str])
+async def healthz(request: Request) -> Response:
     """The process is up."""
-    return {"status": "ok"}
+    # A hot route (see http/hot_routes.py): orchestrators probe it, and it is the
+    # benchmark's ceiling, so it goes the same way as the token check.
+    return Response(_HEALTHY, media_type="application/json")
 
 
 @router.get("/readyz")
