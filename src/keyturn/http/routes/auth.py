@@ -18,6 +18,7 @@ from keyturn.http.deps import (
     ServicesDep,
     access_claims,
     check_csrf,
+    claims_of,
     context_of,
     is_authenticated_by_cookie,
     json_body_schema,
@@ -175,8 +176,8 @@ async def login(
 async def me(request: Request) -> Response:
     """The caller's account."""
     # A hot route (see http/hot_routes.py): the request alone in, a rendered Response out.
-    claims = await access_claims(request)
     services = services_of(request)
+    claims = claims_of(request, services)
     user = services.auth.cached_user(claims.subject)
     if user is None:
         user = await run_in_threadpool(services.auth.load_user, claims.subject)
