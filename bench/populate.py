@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql
 
 from keyturn.config import OWASP_ARGON2_MEMORY_KIB, OWASP_ARGON2_TIME_COST
 from keyturn.core.passwords import Argon2Parameters, PasswordHashing
+from keyturn.core.sessions import new_session_id
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
@@ -64,8 +65,8 @@ def _session_rows(count: int, user_ids: list[str], now: datetime) -> Iterator[tu
     session_lines: list[str] = []
     token_lines: list[str] = []
     for n in range(count):
-        session_id = f"{random.getrandbits(128):032x}"
         created_at = now - timedelta(seconds=random.randrange(86400 * 30))
+        session_id = new_session_id(created_at)
         last_used_at = created_at + timedelta(seconds=random.randrange(3600))
         fate = random.random()
         ended = f"{_ts(last_used_at)}\tlogout" if fate < 0.1 else "\\N\t\\N"

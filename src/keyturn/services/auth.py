@@ -259,7 +259,7 @@ class AuthService:
         now = self._clock.now()
         lifetimes = self._lifetimes(remember_me)
         session = Session(
-            id=new_session_id(),
+            id=new_session_id(now),
             user_id=user.id,
             created_at=now,
             last_used_at=now,
