@@ -201,6 +201,7 @@ class Bench:
                     )
                 )
         self.server.reset_peak_rss()
+        cpu_before = self.server.cpu_seconds()
         running = [
             (label, load, loadgen.start(url, load, cores=self.load_cores, engine="python"))
             for label, load in side_loads
@@ -211,6 +212,7 @@ class Bench:
         result: dict[str, object] = dict(
             loadgen.run(url, main, cores=self.load_cores, engine=self.engine)
         )
+        cpu_after = self.server.cpu_seconds()
         for label, load, process in running:
             numbers = loadgen.finish(process, timeout=load.duration + 60)
             side.append({"part": label, **numbers})
@@ -228,6 +230,8 @@ class Bench:
             "errors": int(result["errors"]) + sum(int(s["errors"]) for s in side),  # type: ignore[call-overload]
             "non2xx": non2xx + sum(int(s["non2xx_counted"]) for s in side),  # type: ignore[call-overload]
             "peak_rss_mb": self.server.rss_mb("VmHWM"),
+            # Steadier than req/s on a noisy machine: what one request costs the server's core.
+            "server_cpu_us": _cpu_per_request(cpu_before, cpu_after, requests, side),
             "requests": int(requests),
             "duration_s": duration,
             "connections": main.connections,
@@ -272,6 +276,15 @@ class Bench:
         }
 
 
+def _cpu_per_request(
+    before: float | None, after: float | None, requests: float, side: list[dict[str, object]]
+) -> float | None:
+    if before is None or after is None:
+        return None
+    served = requests + sum(float(part["requests"]) for part in side)  # type: ignore[arg-type]
+    return 1e6 * (after - before) / served if served else None
+
+
 def summarize(records: list[dict[str, object]], names: list[str]) -> dict[str, object]:
     medians: dict[str, dict[str, float]] = {}
     for name in names:
@@ -283,6 +296,9 @@ def summarize(records: list[dict[str, object]], names: list[str]) -> dict[str, o
             for key in rows[0]
             if isinstance(rows[0][key], int | float) and key != "round"
         }
+        cpu = [float(r["server_cpu_us"]) for r in rows if r.get("server_cpu_us") is not None]  # type: ignore[arg-type]
+        if cpu:
+            medians[name]["server_cpu_us"] = statistics.median(cpu)
         medians[name]["errors"] = sum(int(r["errors"]) for r in rows)  # type: ignore[call-overload]
         medians[name]["non2xx"] = sum(int(r["non2xx"]) for r in rows)  # type: ignore[call-overload]
     ratios: dict[str, float] = {}
@@ -306,7 +322,7 @@ def table(summary: dict[str, object], rounds: int) -> str:
     lines = [
         f"Keyturn benchmark ({title})",
         f"{'workload':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
-        f" {'non-2xx':>8} {'peak RSS MB':>12}",
+        f" {'non-2xx':>8} {'peak RSS MB':>12} {'CPU µs/req':>11}",
     ]
     for name, row in medians.items():
         rss = row.get("peak_rss_mb")
@@ -314,6 +330,7 @@ def table(summary: dict[str, object], rounds: int) -> str:
             f"{name:<14} {row['rps']:>9.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f}"
             f" {int(row['errors']):>7} {int(row['non2xx']):>8}"
             f" {(f'{rss:.1f}' if rss is not None else '-'):>12}"
+            f" {(f'{cpu:.0f}' if (cpu := row.get('server_cpu_us')) else '-'):>11}"
         )
     for name, row in medians.items():
         extras = [

@@ -127,6 +127,15 @@ class Server:
             return None
         return None
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server has used so far (user + system, all threads), in seconds."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        # After the command name: utime and stime are fields 14 and 15 of stat(5).
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
