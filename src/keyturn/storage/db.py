@@ -53,6 +53,9 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=2 * pool_size,
                 pool_timeout=30,
+                # The connection used last has the warmest page cache: in WAL mode a
+                # connection keeps its cache only while no other connection has written.
+                pool_use_lifo=True,
             )
             _configure_sqlite(self.engine)
         else:
@@ -115,6 +118,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # Pages are read from a mapping of the file rather than by a read() each: the
+        # refresh path reads a handful of index pages per request. Bounded at 128 MiB.
+        cursor.execute("PRAGMA mmap_size=134217728")
         cursor.close()
 
     @event.listens_for(engine, "begin")
