@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from anyio import to_thread
 from redis.exceptions import RedisError
+from sqlalchemy.engine import Connection
 
 from keyturn.clock import Clock
 from keyturn.config import Settings
@@ -25,6 +27,7 @@ from keyturn.storage.db import Database
 
 logger = logging.getLogger("keyturn.upkeep")
 _KEY_RELOAD_EVERY = 4  # polls
+PURGE_BATCH = 5000  # rows a purge transaction deletes at most
 
 
 class Upkeep:
@@ -149,14 +152,35 @@ class Upkeep:
                 logger.warning("purge failed", exc_info=True)
 
     def purge(self) -> None:
-        """Delete expired refresh tokens, long-over sessions, stale revocations and counters."""
+        """Delete expired refresh tokens, long-over sessions, stale revocations and counters.
+
+        In batches, each its own short transaction: on SQLite a transaction holds the write
+        lock that every login and refresh waits for, and a backlog of millions of rows in one
+        transaction would hold it for as long as the deletes take.
+        """
         now = self._clock.now()
         keep_after_end = timedelta(
             seconds=self._settings.access_ttl_seconds + self._settings.refresh_reuse_grace_seconds
         )
+        self._purge_in_batches(
+            lambda connection: session_store.purge_expired_refresh_tokens(
+                connection, now=now, limit=PURGE_BATCH
+            )
+        )
+        self._purge_in_batches(
+            lambda connection: session_store.purge_sessions(
+                connection, over_before=now - keep_after_end, limit=PURGE_BATCH
+            )
+        )
         with self._database.transaction() as connection:
-            session_store.purge_sessions(connection, ended_before=now - keep_after_end, now=now)
             revocation_store.purge_revocations(connection, now=now)
             rate_limit_store.purge_counters(
                 connection, older_than=now - timedelta(seconds=self._settings.login_window_seconds)
             )
+
+    def _purge_in_batches(self, delete_batch: Callable[[Connection], int]) -> None:
+        while not self._stopping.is_set():
+            with self._database.transaction() as connection:
+                removed = delete_batch(connection)
+            if removed < PURGE_BATCH:
+                return

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 
@@ -116,6 +117,13 @@ sessions = Table(
     Column("client_id", String(64), nullable=False),
     Index(None, "user_id"),
     Index(None, "idle_expires_at"),
+    # The purge finds ended sessions by this; only ended ones are in it.
+    Index(
+        None,
+        "ended_at",
+        sqlite_where=text("ended_at IS NOT NULL"),
+        postgresql_where=text("ended_at IS NOT NULL"),
+    ),
 )
 
 refresh_tokens = Table(

@@ -259,14 +259,25 @@ def forget_successor(connection: Connection, session_id: str) -> None:
     )
 
 
-def purge_sessions(connection: Connection, *, ended_before: datetime, now: datetime) -> int:
-    """Delete refresh tokens past expiry and sessions over for a while; returns sessions gone."""
-    connection.execute(delete(refresh_tokens).where(refresh_tokens.c.expires_at <= now))
-    result = connection.execute(
-        delete(sessions).where(
-            (sessions.c.ended_at <= ended_before)
-            | (sessions.c.idle_expires_at <= ended_before)
-            | (sessions.c.absolute_expires_at <= ended_before)
-        )
-    )
+def purge_expired_refresh_tokens(connection: Connection, *, now: datetime, limit: int) -> int:
+    """Delete up to `limit` refresh tokens past their expiry; returns how many went."""
+    doomed = select(refresh_tokens.c.id).where(refresh_tokens.c.expires_at <= now).limit(limit)
+    result = connection.execute(delete(refresh_tokens).where(refresh_tokens.c.id.in_(doomed)))
     return int(result.rowcount or 0)
+
+
+def purge_sessions(connection: Connection, *, over_before: datetime, limit: int) -> int:
+    """Delete up to `limit` sessions that ended, or went idle, before `over_before` (their
+    refresh tokens go with them); returns how many went.
+
+    Two index range scans rather than one OR, which a planner answers by reading every
+    session: a session's idle expiry never passes its absolute one, so idle covers both.
+    """
+    removed = 0
+    for column in (sessions.c.ended_at, sessions.c.idle_expires_at):
+        if removed >= limit:
+            break
+        doomed = select(sessions.c.id).where(column <= over_before).limit(limit - removed)
+        result = connection.execute(delete(sessions).where(sessions.c.id.in_(doomed)))
+        removed += int(result.rowcount or 0)
+    return removed
