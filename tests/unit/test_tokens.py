@@ -83,6 +83,26 @@ def test_a_minted_token_verifies_with_its_claims(algorithm: str) -> None:
     assert set(payload) == {"iss", "sub", "aud", "exp", "iat", "jti", "sid", "client_id", "roles"}
 
 
+@pytest.mark.parametrize("algorithm", ["EdDSA", "ES256", "RS256", "HS256"])
+def test_a_minted_token_verifies_with_pyjwt_itself(algorithm: str) -> None:
+    """Another service's JOSE library accepts the token as it is: framing, header, signature."""
+    if algorithm == "HS256":
+        key = hmac_signing_key(b"s" * 32, created_at=NOW)
+    else:
+        key = make_key(algorithm)
+    token = mint(key)
+    payload = jwt.decode(
+        token,
+        key.verifying_key,
+        algorithms=[algorithm],
+        audience=AUDIENCE,
+        issuer=ISSUER,
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert jwt.get_unverified_header(token) == {"alg": algorithm, "kid": key.kid, "typ": "at+jwt"}
+    assert (payload["sub"], payload["sid"], payload["roles"]) == ("user-1", "session-1", ["user"])
+
+
 def test_alg_none_is_refused() -> None:
     """An unsigned token naming our kid is refused."""
     key = make_key()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import secrets
 from collections import OrderedDict
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
+from jwt.algorithms import Algorithm, get_default_algorithms
 from jwt.api_jws import PyJWS
 
 from keyturn import wire
@@ -92,13 +94,38 @@ def mint_access_token(
         wire.CLAIM_CLIENT_ID: client_id,
         wire.CLAIM_ROLES: list(roles),
     }
-    token = jwt.encode(
-        payload,
-        key.signing_key,
-        algorithm=key.algorithm,
-        headers={"typ": wire.ACCESS_TOKEN_TYP, "kid": key.kid},
-    )
+    # RFC 7515 §7.1 compact serialization. The header is the same for every token of a key,
+    # so it is encoded once per key; PyJWT's algorithm object signs, as jwt.encode would
+    # (which re-encodes the header and rebuilds a JSON encoder on every call).
+    signing_input = _header_segment(key) + b"." + _b64url(_COMPACT_JSON.encode(payload).encode())
+    signature = _signer(key.algorithm).sign(signing_input, key.signing_key)
+    token = (signing_input + b"." + _b64url(signature)).decode("ascii")
     return token, claims
+
+
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+_HEADER_SEGMENTS: dict[tuple[str, str], bytes] = {}
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _header_segment(key: SigningKey) -> bytes:
+    segment = _HEADER_SEGMENTS.get((key.kid, key.algorithm))
+    if segment is None:
+        header = {"alg": key.algorithm, "kid": key.kid, "typ": wire.ACCESS_TOKEN_TYP}
+        segment = _b64url(_COMPACT_JSON.encode(header).encode())
+        # A handful of keys live at once (current, retiring); a bound all the same.
+        if len(_HEADER_SEGMENTS) >= 64:
+            _HEADER_SEGMENTS.clear()
+        _HEADER_SEGMENTS[(key.kid, key.algorithm)] = segment
+    return segment
+
+
+@functools.cache
+def _signer(algorithm: str) -> Algorithm:
+    return get_default_algorithms()[algorithm]
 
 
 def verify_access_token(
