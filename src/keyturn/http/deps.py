@@ -13,6 +13,7 @@ from keyturn import errors, wire
 from keyturn.core.tokens import AccessClaims
 from keyturn.http import cookies
 from keyturn.http.client_ip import client_ip
+from keyturn.http.middleware import BODY_SCOPE_KEY
 from keyturn.http.schemas import Problem
 from keyturn.services.container import Services
 from keyturn.services.context import RequestContext
@@ -39,9 +40,17 @@ def services_of(request: Request) -> Services:
 
 def context_of(request: Request) -> RequestContext:
     """The caller's address (behind trusted proxies too) and user agent."""
-    peer = request.client.host if request.client else None
-    ip = client_ip(peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_networks)
-    return RequestContext(ip=ip, user_agent=request.headers.get("user-agent"))
+    scope = request.scope
+    peer = scope["client"][0] if scope.get("client") else None
+    forwarded_for = user_agent = None
+    # One pass over the raw headers: the refresh route asks for this on every call.
+    for name, value in scope["headers"]:
+        if name == b"user-agent" and user_agent is None:
+            user_agent = value.decode("latin-1")
+        elif name == b"x-forwarded-for" and forwarded_for is None:
+            forwarded_for = value.decode("latin-1")
+    ip = client_ip(peer, forwarded_for, request.app.state.trusted_networks)
+    return RequestContext(ip=ip, user_agent=user_agent)
 
 
 async def optional_json_body(request: Request, model: type[ModelT]) -> ModelT | None:
@@ -51,7 +60,9 @@ async def optional_json_body(request: Request, model: type[ModelT]) -> ModelT | 
     few minutes: there it costs a content-type parse through the email package and a second
     validation pass. Errors read the same (400 for JSON that does not parse, 422 for fields).
     """
-    raw = await request.body()
+    raw = request.scope.get(BODY_SCOPE_KEY)
+    if raw is None:
+        raw = await request.body()
     if not raw:
         return None
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()

@@ -22,6 +22,9 @@ _REQUEST_ID_HEADER = wire.HEADER_REQUEST_ID.encode()
 _PROCESS_PREFIX = os.urandom(4).hex()
 _SEQUENCE = itertools.count()
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Where the body read here is kept for the hot routes, which take it without another pass
+# through receive(); everything else reads it from the replayed stream as usual.
+BODY_SCOPE_KEY = "keyturn.body"
 
 
 class RequestEnvelope:
@@ -47,6 +50,7 @@ class RequestEnvelope:
             if body is None:
                 await _too_large(send_with_id, self.max_body_bytes)
                 return
+            scope[BODY_SCOPE_KEY] = body
             receive = _replay(body)
         await self.app(scope, receive, send_with_id)
 
