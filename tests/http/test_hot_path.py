@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+
 import httpx
 from sqlalchemy import event
 
+from keyturn.http.app import create_app
 from tests.support import bearer, login
 
 
@@ -26,3 +29,14 @@ async def test_repeated_me_runs_no_sql(api: httpx.AsyncClient) -> None:
         event.remove(engine, "before_cursor_execute", record)
     polls = [s for s in statements if "revocations" in s or "signing_keys" in s]
     assert statements == polls  # only the background feed ran, never the request path
+
+
+async def test_a_serving_app_freezes_its_start_up_heap(make_settings, clock) -> None:
+    """A server's long-lived objects are out of the collector's full passes (no 60 ms pauses)."""
+    app = create_app(make_settings(), clock=clock, freeze_heap=True)
+    before = gc.get_freeze_count()
+    try:
+        async with app.router.lifespan_context(app):
+            assert gc.get_freeze_count() > max(before, 10_000)
+    finally:
+        gc.unfreeze()

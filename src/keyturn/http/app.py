@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,9 +35,14 @@ HOT_ENDPOINTS = (health.healthz, auth.me, auth.refresh)
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None, services: Services | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    services: Services | None = None,
+    freeze_heap: bool = False,
 ) -> FastAPI:
-    """Build the application; services start with the app's lifespan."""
+    """Build the application; services start with the app's lifespan. `freeze_heap` is for
+    a serving process: see `freeze_startup_heap`."""
     problems = settings.configuration_problems()
     if problems:
         raise ValueError(" ".join(problems))
@@ -45,6 +51,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.start()
+        if freeze_heap:
+            freeze_startup_heap()
         try:
             yield
         finally:
@@ -80,6 +88,18 @@ def create_app(
     return app
 
 
+def freeze_startup_heap() -> None:
+    """Move everything alive after start-up out of the collector's sight.
+
+    The framework, the models and the services are some 130,000 tracked objects that live as
+    long as the process. Each full collection walked all of them: 60-70 ms with the event
+    loop stopped, a few times a minute under load, and there went the p99 of every request in
+    flight. Frozen, a full collection looks at what requests left behind, about 1 ms.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def add_routes(app: FastAPI, router: APIRouter) -> None:
     """Put the router's routes on the app itself.
 
@@ -113,4 +133,4 @@ def _document_security(app: FastAPI) -> None:
 
 def app_from_environment() -> FastAPI:
     """The factory `keyturn serve` hands to uvicorn: Settings from the environment."""
-    return create_app(Settings())
+    return create_app(Settings(), freeze_heap=True)
