@@ -57,7 +57,10 @@ def request_id_of(request: Request) -> str | None:
 
 
 def is_oauth_request(request: Request) -> bool:
-    return request.url.path.startswith(OAUTH_PATH_PREFIX)
+    # The scope's path, not request.url: building the URL costs more than the rest of a
+    # refusal, and every expired token is refused here.
+    path: str = request.scope["path"]
+    return path.startswith(OAUTH_PATH_PREFIX)
 
 
 def oauth_problem(exc: KeyturnError) -> JSONResponse:
