@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterator
 
 import pytest
@@ -35,17 +36,15 @@ def insert(connection: Connection, name: str) -> str:
     return f"wrote {name}"
 
 
-def prepared(name: str):
-    return lambda: name
+def step(name: str):
+    return functools.partial(insert, name=name)
 
 
 async def test_steps_that_arrive_together_share_one_transaction(database: Database) -> None:
     """Twenty concurrent steps are written by one transaction, and each gets its own result."""
     group = GroupCommit(database.transaction)
 
-    results = await asyncio.gather(
-        *(group.run(prepared(f"item-{n:02}"), insert) for n in range(20))
-    )
+    results = await asyncio.gather(*(group.run(step(f"item-{n:02}")) for n in range(20)))
 
     assert results == [f"wrote item-{n:02}" for n in range(20)]
     assert names(database) == [f"item-{n:02}" for n in range(20)]
@@ -56,8 +55,8 @@ async def test_a_lone_step_is_written_at_once(database: Database) -> None:
     """With nothing else in flight a step is its own group: no waiting for company."""
     group = GroupCommit(database.transaction)
 
-    assert await group.run(prepared("alone"), insert) == "wrote alone"
-    assert await group.run(prepared("later"), insert) == "wrote later"
+    assert await group.run(step("alone")) == "wrote alone"
+    assert await group.run(step("later")) == "wrote later"
 
     assert names(database) == ["alone", "later"]
     assert group.groups_written == 2
@@ -68,9 +67,9 @@ async def test_a_failing_step_fails_alone_and_the_others_are_written(database: D
     group = GroupCommit(database.transaction)
 
     results = await asyncio.gather(
-        group.run(prepared("first"), insert),
-        group.run(prepared("first"), insert),  # the same key: this one cannot be written
-        group.run(prepared("second"), insert),
+        group.run(step("first")),
+        group.run(step("first")),  # the same key: this one cannot be written
+        group.run(step("second")),
         return_exceptions=True,
     )
 
@@ -80,32 +79,13 @@ async def test_a_failing_step_fails_alone_and_the_others_are_written(database: D
     assert names(database) == ["first", "second"]
 
 
-async def test_a_failing_prepare_fails_its_step_before_any_transaction(database: Database) -> None:
-    """An error in prepare() is that step's answer; the group is written without it."""
-    group = GroupCommit(database.transaction)
-
-    def refuse() -> str:
-        raise ValueError("not this one")
-
-    results = await asyncio.gather(
-        group.run(refuse, insert),
-        group.run(prepared("kept"), insert),
-        return_exceptions=True,
-    )
-
-    assert isinstance(results[0], ValueError)
-    assert results[1] == "wrote kept"
-    assert names(database) == ["kept"]
-    assert group.groups_written == 1
-
-
 async def test_an_outage_fails_every_step_of_the_group_with_503() -> None:
     """When the database cannot be reached, every waiting caller hears 503 at once."""
     unreachable = Database("postgresql://postgres@127.0.0.1:1/keyturn")
     group = GroupCommit(unreachable.transaction)
     try:
         results = await asyncio.gather(
-            *(group.run(prepared(f"item-{n}"), insert) for n in range(3)),
+            *(group.run(step(f"item-{n}")) for n in range(3)),
             return_exceptions=True,
         )
     finally:

@@ -366,15 +366,15 @@ class AuthService:
     ) -> IssuedTokens:
         """refresh(), from the event loop: refreshes that arrive together share one
         transaction and one commit (see storage/group_commit.py). Raises as refresh()."""
-        outcome = await self._refresh_group.run(
-            functools.partial(self._prepare_rotation, refresh_token, context), self._rotate
-        )
+        prepared = self._prepare_rotation(refresh_token, context)
+        outcome = await self._refresh_group.run(functools.partial(self._rotate, prepared=prepared))
         return self._issue_rotated(outcome)
 
     def _prepare_rotation(self, refresh_token: str, context: RequestContext) -> _PreparedRotation:
-        # Everything that needs no database happens here, before the transaction: on SQLite
-        # the transaction holds the write lock, and randomness and key derivation inside it
-        # would make every other refresh wait longer.
+        # Everything that needs no database happens here, before the transaction: a refused
+        # token costs no trip to the writer thread, and on SQLite the transaction holds the
+        # write lock, so randomness and key derivation inside it would make every other
+        # refresh wait longer.
         if self._client_limits is not None:
             self._client_limits.count_refresh(context)
         if not is_refresh_token_shaped(refresh_token):

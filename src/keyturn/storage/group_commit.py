@@ -5,11 +5,12 @@ the disk), the hop to a worker thread and the write lock cost more than the stat
 that arrive while a group is being written queue for the next group, so under load every group
 is as large as the backlog, and with one request in flight a group is that one request.
 
-A step is two callables: `prepare()` runs outside the transaction (checks that may fail, work
-that need not hold the write lock), then `apply(transaction, prepared)` runs inside it. A step
-should return expected refusals as values; one that raises fails alone: its group is rolled
-back and every step of it is written again in a transaction of its own. An outage fails the
-whole group.
+A step is a callable that takes the shared transaction. Whatever needs no database (checks
+that may refuse the request, randomness, key derivation) belongs before `run`, in the caller:
+a refusal then costs no hop to the writer thread, and nothing slow holds the write lock. A
+step should return expected refusals as values; one that raises fails alone: its group is
+rolled back and every step of it is written again in a transaction of its own. An outage
+fails the whole group.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import anyio.to_thread
 from keyturn.errors import ServiceUnavailableError
 
 TransactionT = TypeVar("TransactionT")
-PreparedT = TypeVar("PreparedT")
 ResultT = TypeVar("ResultT")
 
 MAX_GROUP = 64
@@ -33,10 +33,8 @@ MAX_GROUP = 64
 
 @dataclass(eq=False, slots=True)
 class _Step:
-    prepare: Callable[[], Any]
-    apply: Callable[[Any, Any], Any]
+    apply: Callable[[Any], Any]
     future: asyncio.Future[Any]
-    prepared: Any = None
     failed: BaseException | None = None
     result: Any = None
 
@@ -56,16 +54,12 @@ class GroupCommit(Generic[TransactionT]):
         self._writer: asyncio.Task[None] | None = None
         self.groups_written = 0
 
-    async def run(
-        self,
-        prepare: Callable[[], PreparedT],
-        apply: Callable[[TransactionT, PreparedT], ResultT],
-    ) -> ResultT:
-        """Run `prepare()`, then `apply()` in a transaction shared with other steps; return
-        what `apply` returned once that transaction has committed. Raises what either
-        raised, or ServiceUnavailableError when the database is out of reach."""
+    async def run(self, apply: Callable[[TransactionT], ResultT]) -> ResultT:
+        """Run `apply(transaction)` in a transaction shared with other steps; return what it
+        returned once that transaction has committed. Raises what `apply` raised, or
+        ServiceUnavailableError when the database is out of reach."""
         loop = asyncio.get_running_loop()
-        step = _Step(prepare, apply, loop.create_future())
+        step = _Step(apply, loop.create_future())
         self._waiting.append(step)
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write_waiting())
@@ -100,28 +94,18 @@ class GroupCommit(Generic[TransactionT]):
                 step.future.set_result(step.result)
 
     def _write_group(self, group: list[_Step]) -> None:
-        """On a worker thread: prepare each step, then apply the prepared ones together."""
-        ready: list[_Step] = []
-        for step in group:
-            try:
-                step.prepared = step.prepare()
-            except Exception as error:
-                step.failed = error
-            else:
-                ready.append(step)
-        if not ready:
-            return
+        """On a worker thread: apply the group's steps in one transaction."""
         try:
-            self._apply(ready)
+            self._apply(group)
         except ServiceUnavailableError as error:
-            for step in ready:
+            for step in group:
                 step.failed = error
         except Exception as error:
-            if len(ready) == 1:
-                ready[0].failed = error
+            if len(group) == 1:
+                group[0].failed = error
                 return
             # The group was rolled back; each step again, alone, so one fault fails one step.
-            for step in ready:
+            for step in group:
                 try:
                     self._apply([step])
                 except Exception as alone:
@@ -129,7 +113,7 @@ class GroupCommit(Generic[TransactionT]):
 
     def _apply(self, steps: list[_Step]) -> None:
         with self._open_transaction() as transaction:
-            results = [step.apply(transaction, step.prepared) for step in steps]
+            results = [step.apply(transaction) for step in steps]
         for step, result in zip(steps, results, strict=True):
             step.result = result
         self.groups_written += 1
