@@ -119,8 +119,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         # Pages are read from a mapping of the file rather than by a read() each: the
-        # refresh path reads a handful of index pages per request. Bounded at 128 MiB.
-        cursor.execute("PRAGMA mmap_size=134217728")
+        # refresh path reads a handful of index pages per request. Mapped pages count in the
+        # resident set, so the map is bounded at 64 MiB.
+        cursor.execute("PRAGMA mmap_size=67108864")
         cursor.close()
 
     @event.listens_for(engine, "begin")
