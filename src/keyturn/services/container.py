@@ -81,7 +81,9 @@ def build_services(
     settings: Settings, *, clock: Clock | None = None, database: Database | None = None
 ) -> Services:
     clock = clock or SystemClock()
-    database = database or Database(settings.database_url)
+    # Upkeep checkpoints SQLite's log once started; until then (a CLI command) the log is
+    # checkpointed when the last connection closes.
+    database = database or Database(settings.database_url, checkpoint_in_background=True)
     hashing = password_hashing(settings)
     audit = AuditTrail(clock)
     user_cache: BoundedTtlCache[str, UserRecord] = BoundedTtlCache(

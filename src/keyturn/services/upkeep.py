@@ -28,6 +28,7 @@ from keyturn.storage.db import Database
 logger = logging.getLogger("keyturn.upkeep")
 _KEY_RELOAD_EVERY = 4  # polls
 PURGE_BATCH = 5000  # rows a purge transaction deletes at most
+CHECKPOINT_EVERY_SECONDS = 1.0
 
 
 class Upkeep:
@@ -58,6 +59,10 @@ class Upkeep:
             asyncio.create_task(self._poll_forever(), name="keyturn-revocation-feed"),
             asyncio.create_task(self._purge_forever(), name="keyturn-purge"),
         ]
+        if self._database.checkpoints_in_background:
+            self._tasks.append(
+                asyncio.create_task(self._checkpoint_forever(), name="keyturn-checkpoint")
+            )
         if self._channel is not None:
             self._tasks.append(
                 asyncio.create_task(
@@ -143,6 +148,17 @@ class Upkeep:
         except TimeoutError:
             return True
         return False
+
+    async def _checkpoint_forever(self) -> None:
+        """SQLite: the write-ahead log goes into the database file here, off the write path
+        (see storage.db.Database)."""
+        while await self._pause(CHECKPOINT_EVERY_SECONDS):
+            try:
+                await to_thread.run_sync(self._database.checkpoint)
+            except ServiceUnavailableError:
+                pass  # the revocation feed reports the outage; the next second tries again
+            except Exception:
+                logger.warning("checkpoint failed", exc_info=True)
 
     async def _purge_forever(self) -> None:
         while await self._pause(self._settings.purge_interval_seconds):

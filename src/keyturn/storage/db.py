@@ -30,12 +30,22 @@ def normalize_database_url(url: str) -> str:
 
 
 class Database:
-    """One engine; write transactions are serialized up front on SQLite (BEGIN IMMEDIATE)."""
+    """One engine; write transactions are serialized up front on SQLite (BEGIN IMMEDIATE).
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    With `checkpoint_in_background`, SQLite's write-ahead log is copied into the database file
+    only when `checkpoint()` is called (the server's upkeep does, every second), never by a
+    committing transaction: a checkpoint ends with an fsync, which on a busy disk takes
+    hundreds of milliseconds, and the commit that triggered it, with every refresh grouped
+    behind it, would wait that long.
+    """
+
+    def __init__(
+        self, url: str, *, pool_size: int = 10, checkpoint_in_background: bool = False
+    ) -> None:
         self.url = normalize_database_url(url)
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.checkpoints_in_background = self.is_sqlite and checkpoint_in_background
         self.engine: Engine
         # SQLite has one writer at a time. Threads of this process queue here, and each is
         # woken the moment the lock is free; left to SQLite's busy handler they would sleep
@@ -57,7 +67,7 @@ class Database:
                 # connection keeps its cache only while no other connection has written.
                 pool_use_lifo=True,
             )
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, automatic_checkpoints=not checkpoint_in_background)
         else:
             self.engine = create_engine(
                 self.url,
@@ -99,6 +109,18 @@ class Database:
             # still the caller's mistake, not a server failure.
             raise InvalidRequestError("The request holds a value that cannot be stored.") from error
 
+    def checkpoint(self) -> int:
+        """SQLite: copy the write-ahead log into the database file; returns the log's frames
+        now in the file. PASSIVE: it neither waits for nor blocks readers and writers.
+        Nothing to do elsewhere (0)."""
+        if not self.is_sqlite:
+            return 0
+        with self._translate_outages(), self.engine.connect() as connection:
+            _busy, _log, copied = (
+                _driver(connection).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            )
+        return int(copied)
+
     def ping(self) -> None:
         with self.snapshot() as connection:
             connection.exec_driver_sql("SELECT 1")
@@ -107,7 +129,7 @@ class Database:
         self.engine.dispose()
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, automatic_checkpoints: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the sqlite3 module so BEGIN is ours to emit.
@@ -122,6 +144,11 @@ def _configure_sqlite(engine: Engine) -> None:
         # refresh path reads a handful of index pages per request. Mapped pages count in the
         # resident set, so the map is bounded at 64 MiB.
         cursor.execute("PRAGMA mmap_size=67108864")
+        if not automatic_checkpoints:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+        # After a checkpoint the log starts over from its beginning; a file grown past this
+        # (a burst of writes) is cut back to it.
+        cursor.execute("PRAGMA journal_size_limit=67108864")
         cursor.close()
 
     @event.listens_for(engine, "begin")
