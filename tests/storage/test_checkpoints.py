@@ -49,7 +49,7 @@ def test_commits_checkpoint_only_when_not_left_to_upkeep(tmp_path: Path, in_back
 def test_postgresql_has_nothing_to_checkpoint() -> None:
     database = Database("postgresql://postgres@127.0.0.1:1/unused", checkpoint_in_background=True)
     try:
-        assert not database.checkpoints_in_background
+        assert not database.checkpoint_in_background
         assert database.checkpoint() == 0
     finally:
         database.dispose()

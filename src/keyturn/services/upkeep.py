@@ -59,7 +59,7 @@ class Upkeep:
             asyncio.create_task(self._poll_forever(), name="keyturn-revocation-feed"),
             asyncio.create_task(self._purge_forever(), name="keyturn-purge"),
         ]
-        if self._database.checkpoints_in_background:
+        if self._database.checkpoint_in_background:
             self._tasks.append(
                 asyncio.create_task(self._checkpoint_forever(), name="keyturn-checkpoint")
             )

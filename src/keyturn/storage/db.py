@@ -45,7 +45,7 @@ class Database:
         self.url = normalize_database_url(url)
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        self.checkpoints_in_background = self.is_sqlite and checkpoint_in_background
+        self.checkpoint_in_background = self.is_sqlite and checkpoint_in_background
         self.engine: Engine
         # SQLite has one writer at a time. Threads of this process queue here, and each is
         # woken the moment the lock is free; left to SQLite's busy handler they would sleep
