@@ -97,30 +97,25 @@ def mint_access_token(
     # RFC 7515 §7.1 compact serialization. The header is the same for every token of a key,
     # so it is encoded once per key; PyJWT's algorithm object signs, as jwt.encode would
     # (which re-encodes the header and rebuilds a JSON encoder on every call).
-    signing_input = _header_segment(key) + b"." + _b64url(_COMPACT_JSON.encode(payload).encode())
+    header = _encoded_header(key.kid, key.algorithm)
+    signing_input = header + b"." + _b64url(_COMPACT_JSON.encode(payload).encode())
     signature = _signer(key.algorithm).sign(signing_input, key.signing_key)
     token = (signing_input + b"." + _b64url(signature)).decode("ascii")
     return token, claims
 
 
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
-_HEADER_SEGMENTS: dict[tuple[str, str], bytes] = {}
 
 
 def _b64url(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-def _header_segment(key: SigningKey) -> bytes:
-    segment = _HEADER_SEGMENTS.get((key.kid, key.algorithm))
-    if segment is None:
-        header = {"alg": key.algorithm, "kid": key.kid, "typ": wire.ACCESS_TOKEN_TYP}
-        segment = _b64url(_COMPACT_JSON.encode(header).encode())
-        # A handful of keys live at once (current, retiring); a bound all the same.
-        if len(_HEADER_SEGMENTS) >= 64:
-            _HEADER_SEGMENTS.clear()
-        _HEADER_SEGMENTS[(key.kid, key.algorithm)] = segment
-    return segment
+# A handful of keys live at once (current, retiring); a bound all the same.
+@functools.lru_cache(maxsize=64)
+def _encoded_header(kid: str, algorithm: str) -> bytes:
+    header = {"alg": algorithm, "kid": kid, "typ": wire.ACCESS_TOKEN_TYP}
+    return _b64url(_COMPACT_JSON.encode(header).encode())
 
 
 @functools.cache
