@@ -67,7 +67,8 @@ def test_sql_comparisons_follow_time_order(database: Database) -> None:
 
 
 def test_sqlite_text_written_elsewhere_is_read(tmp_path) -> None:
-    """Rows written by SQLAlchemy's own SQLite format, or without a fraction, read back."""
+    """Rows written by SQLAlchemy's own SQLite format, without a fraction, or with an offset,
+    read back as the moment they name, in UTC."""
     database = Database(f"sqlite:///{tmp_path / 'old.db'}")
     metadata.create_all(database.engine)
     try:
@@ -78,6 +79,9 @@ def test_sqlite_text_written_elsewhere_is_read(tmp_path) -> None:
             connection.execute(
                 text("INSERT INTO moments (id, at) VALUES (2, '2026-11-24 09:30:00')")
             )
+            connection.execute(
+                text("INSERT INTO moments (id, at) VALUES (3, '2026-11-24T10:30:00+01:00')")
+            )
         with database.snapshot() as connection:
             read = [row.at for row in connection.execute(select(moments).order_by(moments.c.id))]
     finally:
@@ -85,4 +89,6 @@ def test_sqlite_text_written_elsewhere_is_read(tmp_path) -> None:
     assert read == [
         datetime(2026, 11, 24, 9, 30, 0, 250000, tzinfo=UTC),
         datetime(2026, 11, 24, 9, 30, tzinfo=UTC),
+        datetime(2026, 11, 24, 9, 30, tzinfo=UTC),
     ]
+    assert all(moment.tzinfo is UTC for moment in read)
