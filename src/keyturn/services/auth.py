@@ -115,6 +115,16 @@ class AuthService:
         self._grace = timedelta(seconds=settings.refresh_reuse_grace_seconds)
         self._refresh_group: GroupCommit[RevocationBatch] = GroupCommit(revocation.batch)
         self._login_window = timedelta(seconds=settings.login_window_seconds)
+        absolute = settings.session_max_age_seconds
+        self._lifetimes_by_remember_me = {
+            remember_me: SessionLifetimes(
+                idle=timedelta(seconds=min(idle, absolute)), absolute=timedelta(seconds=absolute)
+            )
+            for remember_me, idle in (
+                (True, settings.refresh_ttl_seconds),
+                (False, settings.session_ttl_seconds),
+            )
+        }
         # Unknown accounts are checked against this hash so they cost what known ones do.
         self._dummy_hash = hashing.hash_password(secrets.token_urlsafe(16))
         self.key_reload_wanted = False
@@ -300,15 +310,7 @@ class AuthService:
         )
 
     def _lifetimes(self, remember_me: bool) -> SessionLifetimes:
-        idle = (
-            self._settings.refresh_ttl_seconds
-            if remember_me
-            else self._settings.session_ttl_seconds
-        )
-        absolute = self._settings.session_max_age_seconds
-        return SessionLifetimes(
-            idle=timedelta(seconds=min(idle, absolute)), absolute=timedelta(seconds=absolute)
-        )
+        return self._lifetimes_by_remember_me[remember_me]
 
     def _issue(
         self,

@@ -17,7 +17,7 @@ from keyturn.core.refresh import StoredRefreshToken
 from keyturn.core.sessions import Session
 from keyturn.storage.db import Prepared
 from keyturn.storage.models import refresh_tokens, sessions, users
-from keyturn.storage.users import UserRecord, user_from_row
+from keyturn.storage.users import USER_RECORD_COLUMNS, UserRecord, user_from_row
 
 
 def _session(row: Mapping[Any, Any]) -> Session:
@@ -203,7 +203,7 @@ _FIND_REFRESH_TOKEN_WITH_USER = Prepared(
     select(
         *_REFRESH_COLUMNS,
         sessions,
-        *(column.label(_USER_PREFIX + column.name) for column in users.c),
+        *(column.label(_USER_PREFIX + column.name) for column in USER_RECORD_COLUMNS),
     )
     .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
     .outerjoin(users, users.c.id == sessions.c.user_id)

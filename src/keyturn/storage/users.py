@@ -47,6 +47,18 @@ def _record(row: RowMapping) -> UserRecord:
     return user_from_row(row)
 
 
+# What user_from_row reads: a query that joins users needs no more of them.
+USER_RECORD_COLUMNS = (
+    users.c.id,
+    users.c.email,
+    users.c.username,
+    users.c.password_hash,
+    users.c.roles,
+    users.c.disabled_at,
+    users.c.created_at,
+)
+
+
 def user_from_row(row: Mapping[Any, Any], *, prefix: str = "") -> UserRecord:
     """The user in a result row whose users columns are labelled `prefix` + name."""
     return UserRecord(
