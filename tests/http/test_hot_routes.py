@@ -61,6 +61,7 @@ async def test_an_unexpected_error_is_a_500_with_the_request_id(
         failed = await client.get("/api/auth/me", headers=bearer(tokens.access_token))
     assert error_of(failed) == (500, "internal_error")
     assert failed.json()["request_id"]
+    assert failed.headers.get_list("x-request-id") == [failed.json()["request_id"]]
 
 
 async def test_other_methods_and_paths_fall_through_to_the_framework(

@@ -114,10 +114,14 @@ async def http_error(_request: Request, exc: Exception) -> JSONResponse:
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     request_id = request_id_of(request)
     logger.error("unhandled error (request %s)", request_id, exc_info=exc)
+    # The framework's outermost layer answers this one, outside the envelope that adds the
+    # request id header to every other response.
+    headers = {wire.HEADER_REQUEST_ID: request_id} if request_id else None
     return problem(
         500,
         wire.INTERNAL_ERROR,
         f"Something went wrong on our side; quote request id {request_id} when reporting it.",
+        headers=headers,
         request_id=request_id,
     )
 
