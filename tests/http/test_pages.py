@@ -33,6 +33,16 @@ async def test_pages_carry_security_headers(api: httpx.AsyncClient, path: str) -
     assert re.search(r'<form id="[a-z-]+" method="post"', response.text)
 
 
+@pytest.mark.parametrize("path", [*PAGE_PATHS, "/dashboard"])
+async def test_head_answers_as_get_does(api: httpx.AsyncClient, path: str) -> None:
+    """RFC 9110 §9.3.2: a HEAD request gets the GET's status and headers."""
+    got, head = await api.get(path), await api.head(path)
+
+    assert head.status_code == got.status_code
+    assert head.headers["content-security-policy"] == got.headers["content-security-policy"]
+    assert head.headers.get("location") == got.headers.get("location")
+
+
 async def test_every_input_has_a_label(api: httpx.AsyncClient) -> None:
     """Each input is named by a <label for=…> (screen readers, and a bigger click target)."""
     for path in PAGE_PATHS:

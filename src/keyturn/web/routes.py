@@ -51,6 +51,8 @@ _STATIC_HEADERS = [
 ]
 
 router = APIRouter(include_in_schema=False)
+# RFC 9110 §9.3.2: what answers GET answers HEAD (link checkers, uptime probes).
+PAGE_METHODS = ["GET", "HEAD"]
 
 
 def _services(request: Request) -> Services:
@@ -83,26 +85,26 @@ def _redirect(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303, headers=PAGE_HEADERS)
 
 
-@router.get("/")
+@router.api_route("/", methods=PAGE_METHODS)
 async def home() -> RedirectResponse:
     return _redirect("/dashboard")
 
 
-@router.get("/login")
+@router.api_route("/login", methods=PAGE_METHODS)
 async def login_page(request: Request) -> Response:
     if _is_signed_in(request):
         return _redirect("/dashboard")
     return _page(request, "login.html", title="Log in")
 
 
-@router.get("/register")
+@router.api_route("/register", methods=PAGE_METHODS)
 async def register_page(request: Request) -> Response:
     return _page(
         request, "register.html", title="Create an account", min_password=MIN_PASSWORD_LENGTH
     )
 
 
-@router.get("/dashboard")
+@router.api_route("/dashboard", methods=PAGE_METHODS)
 async def dashboard_page(request: Request) -> Response:
     # The refresh cookie is scoped to /api/auth, so the page sees only the access and CSRF
     # cookies; with neither there is no session to renew.
