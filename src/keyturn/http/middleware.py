@@ -1,4 +1,5 @@
-"""One pure-ASGI middleware for every request: a request id, and a bound on body size.
+"""One pure-ASGI middleware for every request: a request id, a bound on body size, and no
+caching of what the API answers.
 
 Pure ASGI (not BaseHTTPMiddleware) because it runs on the hot path of every token check.
 """
@@ -25,6 +26,10 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Where the body read here is kept for the hot routes, which take it without another pass
 # through receive(); everything else reads it from the replayed stream as usual.
 BODY_SCOPE_KEY = "keyturn.body"
+# Everything under these answers for one caller (an account, its sessions, tokens, the admin's
+# lists): no cache on the way may keep a copy, unless the route itself says otherwise.
+_PRIVATE_PREFIXES = ("/api/", "/oauth/")
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 class RequestEnvelope:
@@ -40,9 +45,14 @@ class RequestEnvelope:
         scope.setdefault("state", {})["request_id"] = request_id
         header_value = request_id.encode()
 
+        private = scope["path"].startswith(_PRIVATE_PREFIXES)
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", header_value)]
+                headers = [*message.get("headers", []), (b"x-request-id", header_value)]
+                if private and not any(name == b"cache-control" for name, _value in headers):
+                    headers.append(_NO_STORE)
+                message["headers"] = headers
             await send(message)
 
         if scope["method"] in _BODY_METHODS:
