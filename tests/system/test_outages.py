@@ -110,7 +110,8 @@ def test_database_outage_fails_closed_and_heals(
     """The database cut off: logins and logouts get 503 at once, access checks get 503 once
     the revocation list is older than KEYTURN_REVOCATION_MAX_STALENESS_SECONDS (they can no
     longer know what was revoked elsewhere), /readyz names the database. Restored: all of it
-    works again by itself, and a session revoked before the outage stays revoked."""
+    works again by itself, a session revoked before the outage stays revoked, and a refresh
+    refused by the outage leaves its token as it was."""
     proxy, database_url = database_proxy
     server = make_server(
         **ISSUER,
@@ -130,6 +131,10 @@ def test_database_outage_fails_closed_and_heals(
     assert_unavailable(
         api.call("POST", "/api/auth/logout", headers=bearer(live["access_token"])),
         mentions="database",
+    )
+    refresh = {"refresh_token": live["refresh_token"]}
+    assert_unavailable(
+        api.call("POST", "/api/auth/refresh", json_body=refresh), mentions="database"
     )
     status, checks = readiness(api)
     assert (status, checks) == (503, {"database": "unavailable", "redis": "ok"})
@@ -157,5 +162,7 @@ def test_database_outage_fails_closed_and_heals(
     )
     refused = api.call("GET", "/api/auth/me", headers=bearer(ended["access_token"]))
     assert refused.error == (401, "invalid_token")
+    # The refresh refused during the outage rotated nothing: its token still works, once.
+    assert api.call("POST", "/api/auth/refresh", json_body=refresh).status == 200
     assert log_in(api, "ada@example.com", DEFAULT_PASSWORD).status == 200
     api.client.close()

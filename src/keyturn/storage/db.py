@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import Connection, Dialect, make_url
@@ -165,70 +165,124 @@ def _configure_sqlite(engine: Engine, *, automatic_checkpoints: bool) -> None:
 
 
 class Prepared:
-    """A statement of a hot path: on SQLite compiled once and run on the driver's cursor.
+    """A statement of a hot path: compiled once and run on the driver's own connection.
 
     SQLAlchemy's work around each execution (cache key, execution context, result object)
-    costs several times what SQLite spends on a lookup by key; the conversions that matter
-    (UTC datetimes, booleans, bytes) still come from the column types' own processors.
-    Elsewhere (PostgreSQL) it is a plain `connection.execute`.
+    costs several times what SQLite spends on a lookup by key, and on PostgreSQL more than
+    psycopg's own work for the statement. The conversions that matter (UTC datetimes,
+    booleans, bytes) still come from the column types' own processors, and the driver's
+    errors reach the caller wrapped as SQLAlchemy would wrap them, so outages are told apart
+    the same way. Drivers other than sqlite3 and psycopg take `connection.execute`.
     """
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._sqlite: tuple[str, list[tuple[str, Any]], list[tuple[str, Any]]] | None = None
+        self._plans: dict[str, _Plan | None] = {}
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> Mapping[Any, Any] | None:
         """The first row as a mapping of column keys, or None."""
-        if connection.dialect.name != "sqlite":
+        plan = self._plan(connection.dialect)
+        if plan is None:
             row: Mapping[Any, Any] | None = (
                 connection.execute(self.statement, params).mappings().first()
             )
             return row
-        sql, binds, columns = self._compiled(connection.dialect)
-        cursor = _driver(connection).execute(sql, _bound(binds, params))
-        row = cursor.fetchone()
+        cursor = plan.execute(connection, params)
+        found = cursor.fetchone()
         cursor.close()
-        if row is None:
+        if found is None:
             return None
         return {
             key: value if process is None else process(value)
-            for (key, process), value in zip(columns, row, strict=True)
+            for (key, process), value in zip(plan.columns, found, strict=True)
         }
 
     def run(self, connection: Connection, params: Mapping[str, Any]) -> int:
         """Execute a write; the number of rows it touched."""
-        if connection.dialect.name != "sqlite":
+        plan = self._plan(connection.dialect)
+        if plan is None:
             return int(connection.execute(self.statement, params).rowcount)
-        sql, binds, _columns = self._compiled(connection.dialect)
-        cursor = _driver(connection).execute(sql, _bound(binds, params))
+        cursor = plan.execute(connection, params)
         count = int(cursor.rowcount)
         cursor.close()
         return count
 
-    def _compiled(
-        self, dialect: Dialect
-    ) -> tuple[str, list[tuple[str, Any]], list[tuple[str, Any]]]:
-        if self._sqlite is None:
-            statement: Any = self.statement
-            compiled: Any = statement.compile(dialect=dialect)
-            binds = [
-                (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-                for name in compiled.positiontup
+    def _plan(self, dialect: Dialect) -> _Plan | None:
+        try:
+            return self._plans[dialect.driver]
+        except KeyError:
+            plan = _Plan.of(self.statement, dialect) if dialect.driver in _DIRECT else None
+            self._plans[dialect.driver] = plan
+            return plan
+
+
+# The drivers whose connections Prepared drives itself: sqlite3 (qmark) and psycopg 3
+# (pyformat), both with an execute() on the connection that returns a cursor.
+_DIRECT = frozenset({"pysqlite", "psycopg"})
+
+_Processor = Callable[[Any], Any] | None
+
+
+class _Plan:
+    """A statement compiled for one dialect: its SQL, how to bind its parameters, and how
+    to read its columns."""
+
+    def __init__(
+        self,
+        *,
+        sql: str,
+        binds: list[tuple[str, _Processor]],
+        positional: bool,
+        columns: list[tuple[str, _Processor]],
+        dialect: Dialect,
+    ) -> None:
+        self.sql = sql
+        self.binds = binds
+        self.positional = positional
+        self.columns = columns
+        self.dialect = dialect
+        self.driver_error: type[Exception] = dialect.loaded_dbapi.Error
+
+    @classmethod
+    def of(cls, statement: Executable, dialect: Dialect) -> _Plan:
+        compiled: Any = cast(Any, statement).compile(dialect=dialect)
+        names = compiled.positiontup if dialect.positional else list(compiled.binds)
+        binds = [
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in names
+        ]
+        selected = getattr(statement, "selected_columns", ())
+        columns = [
+            (column.key, column.type.dialect_impl(dialect).result_processor(dialect, None))
+            for column in selected
+        ]
+        return cls(
+            sql=compiled.string,
+            binds=binds,
+            positional=dialect.positional,
+            columns=columns,
+            dialect=dialect,
+        )
+
+    def execute(self, connection: Connection, params: Mapping[str, Any]) -> Any:
+        values: list[Any] | dict[str, Any]
+        if self.positional:
+            values = [
+                params[name] if process is None else process(params[name])
+                for name, process in self.binds
             ]
-            selected = getattr(statement, "selected_columns", ())
-            columns = [
-                (column.key, column.type.dialect_impl(dialect).result_processor(dialect, None))
-                for column in selected
-            ]
-            self._sqlite = (compiled.string, binds, columns)
-        return self._sqlite
+        else:
+            values = {
+                name: params[name] if process is None else process(params[name])
+                for name, process in self.binds
+            }
+        try:
+            return _driver(connection).execute(self.sql, values)
+        except self.driver_error as error:
+            raise exc.DBAPIError.instance(
+                self.sql, values, error, self.driver_error, dialect=self.dialect
+            ) from error
 
 
 def _driver(connection: Connection) -> Any:
     return connection.connection.driver_connection
-
-
-def _bound(
-    binds: list[tuple[str, Callable[[Any], Any] | None]], params: Mapping[str, Any]
-) -> list[Any]:
-    return [params[name] if process is None else process(params[name]) for name, process in binds]

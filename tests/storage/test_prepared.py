@@ -1,0 +1,127 @@
+"""Prepared statements run on the driver's own connection, and read and fail as SQLAlchemy would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from keyturn.core.sessions import Session, new_session_id
+from keyturn.storage import sessions as session_store
+from keyturn.storage import users as user_store
+from keyturn.storage.db import Database
+
+NOW = datetime(2026, 12, 2, 9, 30, 15, 250_000, tzinfo=UTC)
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    yield database
+    database.dispose()
+
+
+def open_session(database: Database, token_hash: str) -> Session:
+    session = Session(
+        id=new_session_id(NOW),
+        user_id="u" * 32,
+        created_at=NOW,
+        last_used_at=NOW,
+        idle_expires_at=NOW + timedelta(days=7),
+        absolute_expires_at=NOW + timedelta(days=30),
+        ended_at=None,
+        remember_me=True,
+        user_agent="tests",
+        ip="192.0.2.7",
+        client_id="default",
+    )
+    with database.transaction() as connection:
+        user_store.insert_user(
+            connection,
+            user_id=session.user_id,
+            email="ada@example.com",
+            username="ada",
+            password_hash="$argon2id$not-checked-here",
+            roles=("user", "admin"),
+            now=NOW,
+        )
+        session_store.insert_session(connection, session)
+        session_store.insert_refresh_token(
+            connection,
+            session_id=session.id,
+            token_hash=token_hash,
+            now=NOW,
+            expires_at=session.idle_expires_at,
+        )
+    return session
+
+
+def test_a_lookup_reads_every_column_as_sqlalchemy_does(database: Database) -> None:
+    """The refresh lookup, run on the driver, gives the mapping SQLAlchemy's own execution
+    gives: aware UTC datetimes, booleans, None for what is unset."""
+    open_session(database, "a" * 64)
+    statement = session_store._FIND_REFRESH_TOKEN_WITH_USER
+
+    with database.snapshot() as connection:
+        direct = statement.first(connection, {"token_hash": "a" * 64})
+        through_sqlalchemy = (
+            connection.execute(statement.statement, {"token_hash": "a" * 64}).mappings().first()
+        )
+
+    assert direct is not None and through_sqlalchemy is not None
+    assert dict(direct) == dict(through_sqlalchemy)
+    assert direct["token_expires_at"] == NOW + timedelta(days=7)
+    assert direct["token_expires_at"].tzinfo is not None
+    assert direct["remember_me"] is True
+    assert direct["rotated_at"] is None
+
+
+def test_a_lookup_of_nothing_is_none(database: Database) -> None:
+    with database.snapshot() as connection:
+        assert session_store.find_refresh_token_with_user(connection, "b" * 64) is None
+
+
+def test_a_write_counts_the_rows_it_touched(database: Database) -> None:
+    """Claiming a rotation touches the row once; the second claim finds it taken."""
+    open_session(database, "c" * 64)
+    with database.transaction() as connection:
+        found = session_store.find_refresh_token_with_user(connection, "c" * 64)
+        assert found is not None
+        token_id = found[0].id
+        claims = [
+            session_store.mark_rotated(connection, token_id, now=NOW, sealed_successor=b"sealed")
+            for _ in range(2)
+        ]
+    assert claims == [True, False]
+    with database.snapshot() as connection:
+        found = session_store.find_refresh_token_with_user(connection, "c" * 64)
+    assert found is not None
+    assert found[0].rotated_at == NOW
+    assert found[0].sealed_successor == b"sealed"
+
+
+def test_a_driver_error_arrives_as_sqlalchemy_wraps_it(database: Database) -> None:
+    """A token hash stored twice breaks the unique index: the caller sees SQLAlchemy's
+    IntegrityError (as from any other statement), and the transaction is rolled back."""
+    session = open_session(database, "d" * 64)
+
+    with pytest.raises(IntegrityError), database.transaction() as connection:
+        session_store.insert_refresh_token(
+            connection,
+            session_id=session.id,
+            token_hash="e" * 64,
+            now=NOW,
+            expires_at=NOW + timedelta(days=1),
+        )
+        session_store.insert_refresh_token(
+            connection,
+            session_id=session.id,
+            token_hash="d" * 64,
+            now=NOW,
+            expires_at=NOW + timedelta(days=1),
+        )
+
+    with database.snapshot() as connection:
+        assert session_store.find_refresh_token_with_user(connection, "e" * 64) is None
