@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from keyturn.core.sessions import Session, new_session_id
 from keyturn.storage import sessions as session_store
-from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
-
-NOW = datetime(2026, 12, 2, 9, 30, 15, 250_000, tzinfo=UTC)
+from tests.storage.rows import NOW, open_session
 
 
 @pytest.fixture
@@ -21,41 +18,6 @@ def database(database_url: str) -> Iterator[Database]:
     database = Database(database_url)
     yield database
     database.dispose()
-
-
-def open_session(database: Database, token_hash: str) -> Session:
-    session = Session(
-        id=new_session_id(NOW),
-        user_id="u" * 32,
-        created_at=NOW,
-        last_used_at=NOW,
-        idle_expires_at=NOW + timedelta(days=7),
-        absolute_expires_at=NOW + timedelta(days=30),
-        ended_at=None,
-        remember_me=True,
-        user_agent="tests",
-        ip="192.0.2.7",
-        client_id="default",
-    )
-    with database.transaction() as connection:
-        user_store.insert_user(
-            connection,
-            user_id=session.user_id,
-            email="ada@example.com",
-            username="ada",
-            password_hash="$argon2id$not-checked-here",
-            roles=("user", "admin"),
-            now=NOW,
-        )
-        session_store.insert_session(connection, session)
-        session_store.insert_refresh_token(
-            connection,
-            session_id=session.id,
-            token_hash=token_hash,
-            now=NOW,
-            expires_at=session.idle_expires_at,
-        )
-    return session
 
 
 def test_a_lookup_reads_every_column_as_sqlalchemy_does(database: Database) -> None:

@@ -414,25 +414,20 @@ class AuthService:
         verdict = judge_refresh(stored, now=now, grace=self._grace)
         if verdict is RefreshVerdict.ROTATE:
             successor = prepared.next_token
-            if session_store.mark_rotated(
-                connection, stored.id, now=now, sealed_successor=prepared.sealed_next
-            ):
-                idle_expires_at = next_idle_expiry(
-                    now=now,
-                    idle=self._lifetimes(session.remember_me).idle,
-                    absolute_expires_at=session.absolute_expires_at,
-                )
-                session_store.insert_refresh_token(
-                    connection,
-                    session_id=session.id,
-                    token_hash=prepared.next_token_hash,
-                    now=now,
-                    expires_at=idle_expires_at,
-                )
-                session_store.touch_session(
-                    connection, session.id, now=now, idle_expires_at=idle_expires_at
-                )
-            else:  # a concurrent request rotated it first; judge what it left behind
+            idle_expires_at = next_idle_expiry(
+                now=now,
+                idle=self._lifetimes(session.remember_me).idle,
+                absolute_expires_at=session.absolute_expires_at,
+            )
+            if not session_store.rotate_refresh_token(
+                connection,
+                stored.id,
+                session_id=session.id,
+                now=now,
+                sealed_successor=prepared.sealed_next,
+                successor_token_hash=prepared.next_token_hash,
+                idle_expires_at=idle_expires_at,
+            ):  # a concurrent request rotated it first; judge what it left behind
                 stored = session_store.refetch_refresh_token(connection, stored.id)
                 verdict = judge_refresh(stored, now=now, grace=self._grace)
                 successor = None

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from keyturn.core.refresh import StoredRefreshToken
@@ -239,6 +239,88 @@ def mark_rotated(
         {"refresh_token_id": refresh_token_id, "now": now, "sealed": sealed_successor},
     )
     return touched == 1
+
+
+def _rotation_in_one_statement() -> Prepared:
+    """PostgreSQL: the claim, the successor's row and the session's new idle expiry as one
+    statement, one round trip instead of three. The insert and the update read the claim's
+    RETURNING, so they write only when the claim did; data-modifying CTEs run exactly once,
+    whether or not the outer query reads them."""
+    now = bindparam("now", type_=refresh_tokens.c.created_at.type)
+    expires_at = bindparam("expires_at", type_=refresh_tokens.c.expires_at.type)
+    claimed = (
+        update(refresh_tokens)
+        .where(
+            refresh_tokens.c.id == bindparam("refresh_token_id"),
+            refresh_tokens.c.rotated_at.is_(None),
+        )
+        .values(rotated_at=now, sealed_successor=bindparam("sealed"))
+        .returning(refresh_tokens.c.session_id)
+        .cte("claimed")
+    )
+    successor = (
+        insert(refresh_tokens)
+        .from_select(
+            ["session_id", "token_hash", "created_at", "expires_at"],
+            select(
+                claimed.c.session_id,
+                bindparam("token_hash", type_=refresh_tokens.c.token_hash.type),
+                now,
+                expires_at,
+            ),
+        )
+        .cte("successor")
+    )
+    touched = (
+        update(sessions)
+        .where(sessions.c.id.in_(select(claimed.c.session_id)))
+        .values(last_used_at=now, idle_expires_at=expires_at)
+        .cte("touched")
+    )
+    return Prepared(
+        select(func.count().label("claimed")).select_from(claimed).add_cte(successor, touched)
+    )
+
+
+_ROTATE_IN_ONE_STATEMENT = _rotation_in_one_statement()
+
+
+def rotate_refresh_token(
+    connection: Connection,
+    refresh_token_id: int,
+    *,
+    session_id: str,
+    now: datetime,
+    sealed_successor: bytes,
+    successor_token_hash: str,
+    idle_expires_at: datetime,
+) -> bool:
+    """Claim the rotation of a stored token and write what follows it: the successor's
+    digest (valid until `idle_expires_at`) and the session's use. Exactly one concurrent
+    caller sees True (the row lock decides); the others write nothing."""
+    if connection.dialect.name == "postgresql":
+        row = _ROTATE_IN_ONE_STATEMENT.first(
+            connection,
+            {
+                "refresh_token_id": refresh_token_id,
+                "now": now,
+                "sealed": sealed_successor,
+                "token_hash": successor_token_hash,
+                "expires_at": idle_expires_at,
+            },
+        )
+        return row is not None and row["claimed"] == 1
+    if not mark_rotated(connection, refresh_token_id, now=now, sealed_successor=sealed_successor):
+        return False
+    insert_refresh_token(
+        connection,
+        session_id=session_id,
+        token_hash=successor_token_hash,
+        now=now,
+        expires_at=idle_expires_at,
+    )
+    touch_session(connection, session_id, now=now, idle_expires_at=idle_expires_at)
+    return True
 
 
 def refetch_refresh_token(connection: Connection, refresh_token_id: int) -> StoredRefreshToken:
