@@ -215,6 +215,21 @@ def test_expired_token_says_expired_and_only_when_signature_is_good() -> None:
     assert not isinstance(refused.value, TokenExpiredError)
 
 
+def test_a_token_lives_at_least_its_lifetime_from_the_moment_it_is_minted() -> None:
+    """`exp` is whole seconds: rounded up, so a client counting `expires_in` from the answer
+    never holds a token the server already calls expired (minted at .95, not gone at .00)."""
+    key = make_key()
+    minted_at = NOW + timedelta(seconds=12, milliseconds=950)
+    token = mint(key, now=minted_at, lifetime=1)
+
+    claims = verify(token, KeyRing([key]), at=minted_at + timedelta(milliseconds=999))
+
+    assert claims.expires_at == int((NOW + timedelta(seconds=14)).timestamp())
+    assert claims.issued_at == int((NOW + timedelta(seconds=12)).timestamp())
+    with pytest.raises(TokenExpiredError):
+        verify(token, KeyRing([key]), at=NOW + timedelta(seconds=14))
+
+
 def test_token_from_the_future_is_refused() -> None:
     key = make_key()
     with pytest.raises(InvalidTokenError):

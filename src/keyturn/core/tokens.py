@@ -6,6 +6,7 @@ import base64
 import binascii
 import functools
 import json
+import math
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -73,7 +74,11 @@ def mint_access_token(
     lifetime: timedelta,
 ) -> tuple[str, AccessClaims]:
     """Sign an access token with `key`; the header pins `typ` and `kid`."""
-    issued_at = int(now.timestamp())
+    moment = now.timestamp()
+    issued_at = int(moment)
+    # Rounded up, not down: the token outlives the `expires_in` its client counts from now.
+    # Rounded down, a one-second token minted at 12.95 would expire at 13.00.
+    expires_at = math.ceil(moment) + max(1, int(lifetime.total_seconds()))
     claims = AccessClaims(
         subject=subject,
         session_id=session_id,
@@ -81,7 +86,7 @@ def mint_access_token(
         client_id=client_id,
         roles=roles,
         issued_at=issued_at,
-        expires_at=issued_at + max(1, int(lifetime.total_seconds())),
+        expires_at=expires_at,
     )
     payload = {
         wire.CLAIM_ISSUER: issuer,
