@@ -70,20 +70,14 @@ def test_a_driver_error_arrives_as_sqlalchemy_wraps_it(database: Database) -> No
     session = open_session(database, "d" * 64)
 
     with pytest.raises(IntegrityError), database.transaction() as connection:
-        session_store.insert_refresh_token(
-            connection,
-            session_id=session.id,
-            token_hash="e" * 64,
-            now=NOW,
-            expires_at=NOW + timedelta(days=1),
-        )
-        session_store.insert_refresh_token(
-            connection,
-            session_id=session.id,
-            token_hash="d" * 64,
-            now=NOW,
-            expires_at=NOW + timedelta(days=1),
-        )
+        for token_hash in ("e" * 64, "d" * 64):  # a new one, then the one already stored
+            session_store.insert_refresh_token(
+                connection,
+                session_id=session.id,
+                token_hash=token_hash,
+                now=NOW,
+                expires_at=NOW + timedelta(days=1),
+            )
 
     with database.snapshot() as connection:
         assert session_store.find_refresh_token_with_user(connection, "e" * 64) is None
