@@ -102,7 +102,7 @@ def reload_both_tabs_after_expiry(
     context.on(
         "response", lambda r: expired.append(r) if is_data_call(r) and r.status == 401 else None
     )
-    time.sleep(TTL_SECONDS + 0.7)
+    time.sleep(TTL_SECONDS + 1.2)  # exp is rounded up to the next whole second
     slowed = [context.new_cdp_session(tab) for tab in (page, second_tab)]
     for session in slowed:
         session.send("Network.enable")
