@@ -200,6 +200,7 @@ class Bench:
                         ),
                     )
                 )
+        settled_s = self.server.wait_idle()
         self.server.reset_peak_rss()
         cpu_before = self.server.cpu_seconds()
         running = [
@@ -237,6 +238,7 @@ class Bench:
             "connections": main.connections,
             "loadgen": self.engine,
             "lost_chains": result.get("lost_chains", 0),
+            "settled_s": settled_s,
         }
         for part in side:
             label = part["part"]
@@ -383,8 +385,15 @@ def run_scale(args: argparse.Namespace, output: Path) -> int:
                 for table in ("users", "sessions", "refresh_tokens")
             }
         for round_number in range(1, args.repeat + 1):
+            # Each target goes first in every other round, so neither always runs right after
+            # the other (see Server.wait_idle for what a run leaves behind).
+            order = list(targets.items())
+            if round_number % 2 == 0:
+                order.reverse()
             for name in names:
-                for target, bench in targets.items():
+                for target, bench in order:
+                    for other in targets.values():
+                        other.server.wait_idle()
                     record = bench.run_workload(name, round_number)
                     records.append({"kind": "workload", "target": target, **record})
                     print(

@@ -46,6 +46,11 @@ def split_cores() -> tuple[str | None, str | None]:
     return str(cores[0]), ",".join(str(core) for core in cores[1:])
 
 
+# CPU time is read in clock ticks (10 ms on most kernels): a window of 0.3 s tells a busy
+# server from an idle one.
+_IDLE_WINDOW_SECONDS = 0.3
+
+
 class Server:
     """One `keyturn serve` process (one worker) on 127.0.0.1 with its own data directory."""
 
@@ -135,6 +140,25 @@ class Server:
             return None
         # After the command name: utime and stime are fields 14 and 15 of stat(5).
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_idle(self, *, timeout: float = 60.0) -> float:
+        """Wait until the server's CPU use drops below a quarter of a core, as it does with
+        nothing to answer; the seconds waited.
+
+        A load generator that stops leaves its requests in flight behind it, and the server
+        still finishes them: after a login run that is up to one full queue of Argon2 hashes,
+        about 1.5 s of CPU. Measured without this wait, the next workload, or the other server
+        on the same core, paid for them.
+        """
+        started = time.monotonic()
+        previous = self.cpu_seconds()
+        while previous is not None and time.monotonic() - started < timeout:
+            time.sleep(_IDLE_WINDOW_SECONDS)
+            current = self.cpu_seconds()
+            if current is None or current - previous < _IDLE_WINDOW_SECONDS / 4:
+                break
+            previous = current
+        return time.monotonic() - started
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
