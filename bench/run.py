@@ -393,7 +393,8 @@ def run_scale(args: argparse.Namespace, output: Path) -> int:
             for name in names:
                 for target, bench in order:
                     for other in targets.values():
-                        other.server.wait_idle()
+                        if other is not bench:  # run_workload waits for its own server
+                            other.server.wait_idle()
                     record = bench.run_workload(name, round_number)
                     records.append({"kind": "workload", "target": target, **record})
                     print(
