@@ -43,6 +43,26 @@ async def test_weak_password_and_bad_email_are_422_with_reasons(api: httpx.Async
     assert bad.json()["reasons"]
 
 
+async def test_a_one_character_password_is_too_short_however_it_normalises(
+    api: httpx.AsyncClient,
+) -> None:
+    """U+FDFA is one typed character that NFKC expands into eighteen."""
+    response = await api.post(
+        "/api/auth/register", json={"email": "a@example.com", "password": "\ufdfa"}
+    )
+    assert error_of(response) == (422, "weak_password")
+
+
+async def test_a_password_logs_in_however_the_keyboard_composed_it(api: httpx.AsyncClient) -> None:
+    """Full-width digits from an IME are the same password as the ASCII digits."""
+    await register(api, password="correct horse 2024")
+    response = await api.post(
+        "/api/auth/login",
+        json={"email": "ada@example.com", "password": "correct horse \uff12\uff10\uff12\uff14"},
+    )
+    assert response.status_code == 200
+
+
 async def test_wrong_password_and_unknown_account_get_the_same_answer(
     api: httpx.AsyncClient,
 ) -> None:

@@ -71,3 +71,30 @@ def test_policy_refuses_the_accounts_own_names() -> None:
 def test_policy_has_no_composition_rules() -> None:
     """NIST SP 800-63B: no demands for digits, symbols or mixed case."""
     assert password_problems("purple elephants dance") == []
+
+
+def test_policy_counts_the_characters_typed_not_their_compatibility_expansion() -> None:
+    """U+FDFA is one character that NFKC expands into 18: it is a one-character password."""
+    assert password_problems("\ufdfa") != []
+    assert password_problems("\ufdfa" + "a4dk7q2") == []
+
+
+def test_policy_counts_a_letter_and_its_combining_accent_as_one_character() -> None:
+    assert password_problems("e\u0301" * 7) != []  # seven é, typed with combining accents
+
+
+def test_a_password_typed_in_full_width_verifies_against_its_half_width_form() -> None:
+    hashed = LIGHT.hash_password("correct horse 123")
+    assert LIGHT.verify_password(
+        hashed, "correct horse \uff11\uff12\uff13"
+    )  # an IME's full-width digits
+
+
+def test_hashes_of_unnormalised_passwords_from_before_still_verify() -> None:
+    from argon2 import PasswordHasher
+
+    legacy = PasswordHasher(memory_cost=1024, time_cost=1, parallelism=1).hash(
+        "\uff50\uff41\uff53\uff53 phrase"
+    )
+    assert LIGHT.verify_password(legacy, "\uff50\uff41\uff53\uff53 phrase")
+    assert not LIGHT.verify_password(legacy, "pass phrase!")

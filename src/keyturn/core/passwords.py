@@ -91,13 +91,21 @@ class PasswordHashing:
         )
 
     def hash_password(self, password: str) -> str:
-        return _run_hash(lambda: self._hasher.hash(password))
+        normalized = normalize_for_hashing(password)
+        return _run_hash(lambda: self._hasher.hash(normalized))
 
     def verify_password(self, password_hash: str, password: str) -> bool:
         """True when `password` matches; False for a mismatch or an unreadable hash."""
         return _run_hash(lambda: self._verify(password_hash, password))
 
     def _verify(self, password_hash: str, password: str) -> bool:
+        normalized = normalize_for_hashing(password)
+        if self._verify_exactly(password_hash, normalized):
+            return True
+        # Hashes made before passwords were normalised hold the characters as typed.
+        return normalized != password and self._verify_exactly(password_hash, password)
+
+    def _verify_exactly(self, password_hash: str, password: str) -> bool:
         if password_hash.startswith(_BCRYPT_PREFIXES):
             return _verify_bcrypt(password_hash, password)
         try:
@@ -112,6 +120,12 @@ class PasswordHashing:
             return self._hasher.check_needs_rehash(password_hash)
         except InvalidHashError:
             return True
+
+
+def normalize_for_hashing(password: str) -> str:
+    """NIST SP 800-63B §5.1.1.2: one password, however the keyboard or IME composed it
+    (full-width letters, ligatures, precomposed or combining accents), hashes the same."""
+    return unicodedata.normalize("NFKC", password)
 
 
 def is_bcrypt_hash(password_hash: str) -> bool:
@@ -140,11 +154,15 @@ def password_problems(
 
     No composition rules: length, a list of common passwords and the account's own names.
     """
-    normalized = unicodedata.normalize("NFKC", password)
+    # Length counts the characters as typed (NFC only joins a letter and its accent): NFKC
+    # expands some single characters into many (U+FDFA into 18), which would let a
+    # one-character password pass the minimum.
+    typed_length = len(unicodedata.normalize("NFC", password))
+    normalized = normalize_for_hashing(password)
     problems: list[str] = []
-    if len(normalized) < MIN_PASSWORD_LENGTH:
+    if typed_length < MIN_PASSWORD_LENGTH:
         problems.append(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
-    if len(normalized) > MAX_PASSWORD_LENGTH:
+    if typed_length > MAX_PASSWORD_LENGTH or len(normalized) > MAX_PASSWORD_LENGTH:
         problems.append(f"The password must have at most {MAX_PASSWORD_LENGTH} characters.")
     lowered = normalized.casefold()
     if lowered in common_passwords():
