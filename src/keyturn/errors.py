@@ -195,6 +195,15 @@ class UserNotFoundError(KeyturnError):
     default_message = "No such user."
 
 
+class LastAdminError(KeyturnError):
+    code = wire.LAST_ADMIN
+    status = 409
+    default_message = (
+        "This is the last active admin: make another user an admin first, so that someone "
+        "can still administer Keyturn."
+    )
+
+
 class UnsupportedGrantTypeError(KeyturnError):
     code = wire.UNSUPPORTED_GRANT_TYPE
     status = 400

@@ -34,6 +34,7 @@ REFRESH_TOKEN_REUSED: Final = "refresh_token_reused"
 
 SESSION_NOT_FOUND: Final = "session_not_found"
 USER_NOT_FOUND: Final = "user_not_found"
+LAST_ADMIN: Final = "last_admin"
 
 # OAuth 2.0 error codes (RFC 6749 §5.2) the /oauth routes answer with.
 INVALID_GRANT: Final = "invalid_grant"

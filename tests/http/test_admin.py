@@ -226,3 +226,86 @@ async def test_bad_roles_are_422(
         f"/api/admin/users/{admin.user['id']}/roles", json=body, headers=bearer(admin.access_token)
     )
     assert error_of(response)[0] == 422
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/admin/users/{id}/disable", None),
+        ("DELETE", "/api/admin/users/{id}", None),
+        ("PUT", "/api/admin/users/{id}/roles", {"roles": ["user"]}),
+    ],
+)
+async def test_the_last_admin_cannot_remove_themselves(
+    api: httpx.AsyncClient,
+    admin: Login,
+    run_cli: Callable[..., int],
+    method: str,
+    path: str,
+    body: dict[str, object] | None,
+) -> None:
+    """Disabling, deleting or demoting the only enabled admin is 409 last_admin and changes
+    nothing; once a second admin exists, the first may step down."""
+    url = path.format(id=admin.user["id"])
+    auth = bearer(admin.access_token)
+
+    refused = await api.request(method, url, json=body, headers=auth)
+
+    assert error_of(refused) == (409, "last_admin")
+    me = await api.get("/api/auth/me", headers=auth)
+    assert me.json()["user"]["roles"] == ["admin", "user"]
+    code = run_cli(
+        "users", "create", "--email", "second@example.com", "--password-stdin", "--role", "admin",
+        stdin=DEFAULT_PASSWORD + "\n",
+    )  # fmt: skip
+    assert code == 0
+    assert (await api.request(method, url, json=body, headers=auth)).status_code in (200, 204)
+
+
+async def test_a_disabled_admin_does_not_count_as_the_one_who_stays(
+    api: httpx.AsyncClient, admin: Login, run_cli: Callable[..., int]
+) -> None:
+    code = run_cli(
+        "users", "create", "--email", "second@example.com", "--password-stdin", "--role", "admin",
+        stdin=DEFAULT_PASSWORD + "\n",
+    )  # fmt: skip
+    assert code == 0
+    assert run_cli("users", "disable", "second@example.com") == 0
+
+    refused = await api.post(
+        f"/api/admin/users/{admin.user['id']}/disable", headers=bearer(admin.access_token)
+    )
+
+    assert error_of(refused) == (409, "last_admin")
+
+
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
+    make_api: ApiFactory, run_cli: Callable[..., int]
+) -> None:
+    """Two instances, each taking the admin role from the other admin at the same moment:
+    one change wins, the other is 409 last_admin."""
+    first_api, second_api = await make_api(), await make_api()
+    admins = []
+    for name in ("ada", "bob"):
+        code = run_cli(
+            "users", "create", "--email", f"{name}@example.com", "--password-stdin",
+            "--role", "admin", stdin=DEFAULT_PASSWORD + "\n",
+        )  # fmt: skip
+        assert code == 0
+        admins.append(await login(first_api, f"{name}@example.com", create=False))
+    ada, bob = admins
+
+    answers = await asyncio.gather(
+        first_api.put(
+            f"/api/admin/users/{bob.user['id']}/roles",
+            json={"roles": ["user"]},
+            headers=bearer(ada.access_token),
+        ),
+        second_api.put(
+            f"/api/admin/users/{ada.user['id']}/roles",
+            json={"roles": ["user"]},
+            headers=bearer(bob.access_token),
+        ),
+    )
+
+    assert sorted(answer.status_code for answer in answers) == [200, 409]

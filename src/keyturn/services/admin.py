@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from keyturn import errors
+from sqlalchemy.engine import Connection
+
+from keyturn import errors, wire
 from keyturn.clock import Clock
 from keyturn.services.accounts import check_roles
 from keyturn.services.audit import AuditTrail
@@ -72,11 +74,13 @@ class AdminService:
     ) -> None:
         """Disable (ending every session and access token at once) or enable a user.
 
-        Raises UserNotFoundError.
+        Raises UserNotFoundError, LastAdminError for disabling the only enabled admin.
         """
         _refuse_impossible_reference(user_id)
         now = self._clock.now()
         with self._revocation.batch() as batch:
+            if disabled:
+                _keep_an_admin(batch.connection, user_id)
             if not user_store.set_disabled(
                 batch.connection, user_id, disabled_at=now if disabled else None, now=now
             ):
@@ -93,9 +97,11 @@ class AdminService:
 
     def delete_user(self, user_id: str, *, context: RequestContext = NO_CONTEXT) -> None:
         """Delete a user: their sessions end first, so their access tokens stop working at
-        once on every instance; the audit trail keeps the deletion. Raises UserNotFoundError."""
+        once on every instance; the audit trail keeps the deletion. Raises UserNotFoundError,
+        LastAdminError for the only enabled admin."""
         _refuse_impossible_reference(user_id)
         with self._revocation.batch() as batch:
+            _keep_an_admin(batch.connection, user_id)
             batch.end_user_sessions(user_id, reason="user_deleted")
             batch.user_changed(user_id)
             if not user_store.delete_user(batch.connection, user_id):
@@ -107,13 +113,16 @@ class AdminService:
     ) -> UserRecord:
         """Replace the user's roles; their sessions end so no token carries the old roles.
 
-        Raises UserNotFoundError, ValidationFailedError for an unknown role.
+        Raises UserNotFoundError, ValidationFailedError for an unknown role, LastAdminError
+        for taking the admin role from the only enabled admin.
         """
         _refuse_impossible_reference(user_id)
         roles = check_roles(roles)
         now = self._clock.now()
         with self._revocation.batch() as batch:
             connection = batch.connection
+            if wire.ROLE_ADMIN not in roles:
+                _keep_an_admin(connection, user_id)
             if not user_store.set_roles(connection, user_id, roles, now=now):
                 raise errors.UserNotFoundError()
             batch.user_changed(user_id)
@@ -128,6 +137,13 @@ class AdminService:
             user = user_store.find_user_by_id(connection, user_id)
         assert user is not None  # noqa: S101 - updated above in this transaction
         return user
+
+
+def _keep_an_admin(connection: Connection, user_id: str) -> None:
+    """Raise LastAdminError when `user_id` is the only enabled admin: disabling, deleting
+    or demoting them would leave nobody able to administer Keyturn through the API."""
+    if user_store.lock_active_admin_ids(connection) == {user_id}:
+        raise errors.LastAdminError()
 
 
 def _refuse_impossible_reference(reference: str) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from keyturn.storage.models import users
+from keyturn.wire import ROLE_ADMIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,18 @@ def set_roles(
         update(users).where(users.c.id == user_id).values(roles=" ".join(roles), updated_at=now)
     )
     return result.rowcount == 1
+
+
+def lock_active_admin_ids(connection: Connection) -> set[str]:
+    """The ids of enabled users with the admin role, their rows locked until commit on
+    PostgreSQL (SQLite's write transaction holds the whole database already): two admins
+    demoting each other at once cannot both see the other as the one who stays."""
+    rows = connection.execute(
+        select(users.c.id, users.c.roles)
+        .where(users.c.disabled_at.is_(None), users.c.roles.like("%" + ROLE_ADMIN + "%"))
+        .with_for_update()
+    )
+    return {row.id for row in rows if ROLE_ADMIN in row.roles.split()}
 
 
 def list_users(

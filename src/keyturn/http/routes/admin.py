@@ -23,6 +23,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     **ADMIN_ERRORS,
     404: {"model": Problem, "description": "user_not_found"},
 }
+# Changes that could leave Keyturn without an enabled admin.
+_CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    409: {"model": Problem, "description": "last_admin: the only enabled admin"},
+}
 
 
 @router.get("/users", response_model=UserPage, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
@@ -55,7 +60,10 @@ async def get_user(user_id: str, _admin: AdminClaims, services: ServicesDep) -> 
 
 
 @router.post(
-    "/users/{user_id}/disable", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY
+    "/users/{user_id}/disable",
+    status_code=204,
+    responses=_CHANGE_ERRORS,
+    openapi_extra=BEARER_SECURITY,
 )
 async def disable_user(
     user_id: str, _admin: AdminClaims, services: ServicesDep, context: ContextDep
@@ -77,7 +85,7 @@ async def enable_user(
 
 
 @router.delete(
-    "/users/{user_id}", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY
+    "/users/{user_id}", status_code=204, responses=_CHANGE_ERRORS, openapi_extra=BEARER_SECURITY
 )
 async def delete_user(
     user_id: str, _admin: AdminClaims, services: ServicesDep, context: ContextDep
@@ -90,7 +98,7 @@ async def delete_user(
 @router.put(
     "/users/{user_id}/roles",
     response_model=AdminUserOut,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     openapi_extra=BEARER_SECURITY,
 )
 async def set_roles(
