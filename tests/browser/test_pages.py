@@ -339,3 +339,31 @@ def test_tabs_share_one_refresh_without_web_locks(browser: Browser, server: Keyt
 
     assert problems == []
     context.close()
+
+
+def test_docs_load_every_file_from_keyturn_under_a_strict_policy(
+    browser: Browser, server: KeyturnServer
+) -> None:
+    """/docs draws the whole API from files Keyturn serves itself: no request leaves the
+    server's origin, no inline script is allowed, and Swagger UI runs without a CSP violation."""
+    from playwright.sync_api import expect
+
+    context = new_context(browser)
+    page = context.new_page()
+    problems = watch_console(page)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    response = page.goto(f"{server.url}/docs")
+
+    assert response is not None and response.ok
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    expect(page.locator(".opblock-summary-path", has_text="/api/auth/login").first).to_be_visible()
+    page.locator(".opblock-summary", has_text="/api/auth/login").first.click()
+    expect(page.get_by_text("invalid_credentials").first).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "docs-desktop.png"))
+    assert page.locator("script:not([src])").count() == 0
+    assert [url for url in requested if not url.startswith(server.url)] == []
+    assert problems == []
+    context.close()

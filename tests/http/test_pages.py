@@ -102,3 +102,20 @@ async def test_static_files_are_served_with_nosniff(api: httpx.AsyncClient) -> N
     assert script.headers["x-content-type-options"] == "nosniff"
     assert style.status_code == 200
     assert "text/css" in style.headers["content-type"]
+
+
+async def test_docs_page_and_its_assets_come_from_keyturn(api: httpx.AsyncClient) -> None:
+    """/docs names no other origin, forbids inline script, and its Swagger UI files are
+    served here with nosniff."""
+    page = await api.get("/docs")
+
+    assert page.status_code == 200
+    assert "unsafe-inline" not in page.headers["content-security-policy"]
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert re.findall(r'(?:src|href)="(https?:)?//', page.text) == []
+    for asset, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "css")):
+        served = await api.get(f"/docs/assets/{asset}")
+        assert served.status_code == 200
+        assert kind in served.headers["content-type"]
+        assert served.headers["x-content-type-options"] == "nosniff"
+    assert (await api.get("/redoc")).status_code == 404

@@ -1,4 +1,4 @@
-"""Pages: GET /login, /register, /dashboard, their static files and their security headers.
+"""Pages: GET /login, /register, /dashboard, /docs, their static files and security headers.
 
 The pages are plain server-rendered HTML; one script, static/app.js, talks to the JSON API in
 browser mode (cookies + X-CSRF-Token). No inline script or style anywhere, so the
@@ -7,6 +7,7 @@ Content-Security-Policy can forbid both.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -36,6 +37,13 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+# Swagger UI draws its icons from data: URIs in its stylesheet; nothing else changes.
+DOCS_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
+    "img-src 'self'", "img-src 'self' data:"
+)
+# Swagger UI's own files come from a pinned Python package, not a CDN: the docs page shares
+# its origin with the cookie pages, so a script from elsewhere could act as the signed-in user.
+SWAGGER_UI_DIR = Path(str(resources.files("fastapi_offline") / "static"))
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate CSP 2
@@ -113,6 +121,17 @@ async def dashboard_page(request: Request) -> Response:
     return _page(request, "dashboard.html", title="Your account")
 
 
+@router.api_route("/docs", methods=PAGE_METHODS)
+async def docs_page(request: Request) -> Response:
+    """Swagger UI over /openapi.json, every file served by Keyturn itself."""
+    return templates.TemplateResponse(
+        request,
+        "docs.html",
+        {"version": __version__},
+        headers={**PAGE_HEADERS, "Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY},
+    )
+
+
 class StaticWithHeaders:
     """Static files with nosniff and revalidation (pure ASGI: a tiny wrapper, no buffering)."""
 
@@ -132,3 +151,8 @@ def install_web(app: FastAPI) -> None:
     """Add the pages and mount /static on `app`."""
     app.include_router(router)
     app.mount("/static", StaticWithHeaders(StaticFiles(directory=STATIC_DIR)), name="static")
+    app.mount(
+        "/docs/assets",
+        StaticWithHeaders(StaticFiles(directory=SWAGGER_UI_DIR)),
+        name="docs-assets",
+    )
