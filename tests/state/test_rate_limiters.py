@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 
 from keyturn.clock import FrozenClock
-from keyturn.state.database import DatabaseRateLimiter
-from keyturn.state.memory import MemoryRateLimiter
-from keyturn.state.redis import RedisLink, RedisRateLimiter
+from keyturn.ratelimit.database import DatabaseRateLimiter
+from keyturn.ratelimit.memory import MemoryRateLimiter
+from keyturn.ratelimit.redis import RedisLink, RedisRateLimiter
 from keyturn.storage.db import Database
 from tests.conftest import RedisDatabase
 from tests.system.processes import free_port

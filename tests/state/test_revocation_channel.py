@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from keyturn.state.redis import RedisLink, RevocationChannel, decode_message, encode_message
+from keyturn.ratelimit.redis import RedisLink, RevocationChannel, decode_message, encode_message
 from keyturn.storage.revocations import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
 from tests.conftest import RedisDatabase
 from tests.system.processes import free_port

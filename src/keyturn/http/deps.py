@@ -10,13 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from keyturn import errors, wire
+from keyturn.core.context import RequestContext
 from keyturn.core.tokens import AccessClaims
 from keyturn.http import cookies
 from keyturn.http.client_ip import client_ip
 from keyturn.http.middleware import BODY_SCOPE_KEY
 from keyturn.http.schemas import Problem
 from keyturn.services.container import Services
-from keyturn.services.context import RequestContext
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

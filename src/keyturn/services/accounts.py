@@ -9,10 +9,10 @@ from email_validator import EmailNotValidError, validate_email
 
 from keyturn import errors, wire
 from keyturn.clock import Clock
+from keyturn.core.context import NO_CONTEXT, RequestContext
 from keyturn.core.passwords import PasswordHashing, password_problems
+from keyturn.ratelimit.limits import ClientLimits
 from keyturn.services.audit import AuditTrail
-from keyturn.services.context import NO_CONTEXT, RequestContext
-from keyturn.services.limits import ClientLimits
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
 from keyturn.storage.users import DuplicateUserError, UserRecord

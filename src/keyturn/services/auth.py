@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from keyturn import errors, wire
 from keyturn.clock import Clock
 from keyturn.config import Settings
+from keyturn.core.context import NO_CONTEXT, RequestContext
 from keyturn.core.passwords import PasswordHashing
 from keyturn.core.refresh import (
     RefreshVerdict,
@@ -37,14 +38,13 @@ from keyturn.core.tokens import (
     verify_access_token,
 )
 from keyturn.observability import metrics
+from keyturn.ratelimit.limits import ClientLimits
+from keyturn.ratelimit.memory import BoundedTtlCache
+from keyturn.ratelimit.protocol import RateLimiter
 from keyturn.services.accounts import check_password
 from keyturn.services.audit import AuditTrail
-from keyturn.services.context import NO_CONTEXT, RequestContext
 from keyturn.services.keyring import KeyringService
-from keyturn.services.limits import ClientLimits
 from keyturn.services.revocation import RevocationBatch, RevocationService
-from keyturn.state.memory import BoundedTtlCache
-from keyturn.state.protocols import RateLimiter
 from keyturn.storage import sessions as session_store
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database

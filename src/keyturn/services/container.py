@@ -11,19 +11,19 @@ from anyio import to_thread
 from keyturn.clock import Clock, SystemClock
 from keyturn.config import Settings
 from keyturn.core.passwords import Argon2Parameters, PasswordHashing
+from keyturn.ratelimit.database import DatabaseRateLimiter
+from keyturn.ratelimit.limits import ClientLimits
+from keyturn.ratelimit.memory import BoundedTtlCache, MemoryRateLimiter, RevocationList
+from keyturn.ratelimit.protocol import RateLimiter
+from keyturn.ratelimit.redis import RedisLink, RedisRateLimiter, RevocationChannel
 from keyturn.services.accounts import AccountService
 from keyturn.services.admin import AdminService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.auth import AuthService
 from keyturn.services.browser import BrowserService
 from keyturn.services.keyring import KeyringService
-from keyturn.services.limits import ClientLimits
 from keyturn.services.revocation import RevocationService
 from keyturn.services.upkeep import Upkeep
-from keyturn.state.database import DatabaseRateLimiter
-from keyturn.state.memory import BoundedTtlCache, MemoryRateLimiter, RevocationList
-from keyturn.state.protocols import RateLimiter
-from keyturn.state.redis import RedisLink, RedisRateLimiter, RevocationChannel
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
 from keyturn.storage.users import UserRecord

@@ -19,7 +19,7 @@ from keyturn.clock import Clock
 from keyturn.config import Settings
 from keyturn.core.tokens import CLOCK_SKEW_SECONDS
 from keyturn.errors import ServiceUnavailableError
-from keyturn.state.memory import BoundedTtlCache, RevocationList
+from keyturn.ratelimit.memory import BoundedTtlCache, RevocationList
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database

@@ -22,10 +22,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from keyturn import errors, wire
+from keyturn.core.context import RequestContext
 from keyturn.http.deps import ContextDep, ServicesDep
 from keyturn.http.schemas import Problem
 from keyturn.services.auth import IssuedTokens
-from keyturn.services.context import RequestContext
 
 router = APIRouter(prefix="/oauth", tags=["oauth"])
 

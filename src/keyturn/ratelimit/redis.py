@@ -26,7 +26,7 @@ from redis.retry import Retry
 
 from keyturn import wire
 from keyturn.errors import ServiceUnavailableError
-from keyturn.state.protocols import RateLimiter
+from keyturn.ratelimit.protocol import RateLimiter
 from keyturn.storage.revocations import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
 
 logger = logging.getLogger("keyturn.redis")
