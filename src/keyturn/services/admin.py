@@ -7,9 +7,9 @@ from sqlalchemy.engine import Connection
 from keyturn import errors, wire
 from keyturn.clock import Clock
 from keyturn.core.context import NO_CONTEXT, RequestContext
+from keyturn.revocation.service import RevocationService
 from keyturn.services.accounts import check_roles
 from keyturn.services.audit import AuditTrail
-from keyturn.services.revocation import RevocationService
 from keyturn.storage import audit as audit_store
 from keyturn.storage import users as user_store
 from keyturn.storage.audit import AuditEvent

@@ -41,10 +41,10 @@ from keyturn.observability import metrics
 from keyturn.ratelimit.limits import ClientLimits
 from keyturn.ratelimit.memory import BoundedTtlCache
 from keyturn.ratelimit.protocol import RateLimiter
+from keyturn.revocation.service import RevocationBatch, RevocationService
 from keyturn.services.accounts import check_password
 from keyturn.services.audit import AuditTrail
 from keyturn.services.keyring import KeyringService
-from keyturn.services.revocation import RevocationBatch, RevocationService
 from keyturn.storage import sessions as session_store
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database

@@ -16,13 +16,13 @@ from keyturn.ratelimit.limits import ClientLimits
 from keyturn.ratelimit.memory import BoundedTtlCache, MemoryRateLimiter, RevocationList
 from keyturn.ratelimit.protocol import RateLimiter
 from keyturn.ratelimit.redis import RedisLink, RedisRateLimiter, RevocationChannel
+from keyturn.revocation.service import RevocationService
 from keyturn.services.accounts import AccountService
 from keyturn.services.admin import AdminService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.auth import AuthService
 from keyturn.services.browser import BrowserService
 from keyturn.services.keyring import KeyringService
-from keyturn.services.revocation import RevocationService
 from keyturn.services.upkeep import Upkeep
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database

@@ -17,9 +17,9 @@ from keyturn.clock import Clock
 from keyturn.config import Settings
 from keyturn.errors import ServiceUnavailableError
 from keyturn.ratelimit.redis import RETRY_PAUSE_SECONDS, RevocationChannel
+from keyturn.revocation.service import RevocationService
 from keyturn.services.auth import AuthService
 from keyturn.services.keyring import KeyringService
-from keyturn.services.revocation import RevocationService
 from keyturn.storage import rate_limits as rate_limit_store
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
