@@ -21,7 +21,7 @@ from keyturn.core.passwords import MIN_PASSWORD_LENGTH
 from keyturn.http import cookies
 from keyturn.services.container import Services
 
-_HERE = Path(__file__).parent
+_HERE = Path(str(resources.files("keyturn.web")))
 STATIC_DIR = _HERE / "static"
 templates = Jinja2Templates(directory=_HERE / "templates")
 
