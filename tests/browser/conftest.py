@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import missing_service
-from tests.system.processes import KeyturnServer, keyturn_environment
+from tests.support.processes import KeyturnServer, keyturn_environment
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ViewportSize

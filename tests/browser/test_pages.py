@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS, ServerFactory
-from tests.support import DEFAULT_PASSWORD
-from tests.system.processes import KeyturnServer
+from tests.support.api import DEFAULT_PASSWORD
+from tests.support.processes import KeyturnServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import (

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, insert, select
 
 from keyturn.storage.db import normalize_database_url
 from keyturn.storage.models import users
-from tests.support import DEFAULT_PASSWORD, bearer, error_of, login, register
+from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, login, register
 
 
 async def test_duplicate_email_and_username_are_409_case_insensitively(

@@ -23,7 +23,7 @@ from keyturn.client import (
 )
 from keyturn.clock import FrozenClock
 from tests.conftest import TEST_CLIENT_ADDRESS, TEST_ISSUER
-from tests.support import DEFAULT_PASSWORD, register
+from tests.support.api import DEFAULT_PASSWORD, register
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):

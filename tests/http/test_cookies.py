@@ -9,7 +9,7 @@ import httpx
 
 from keyturn.clock import FrozenClock
 from tests.conftest import TEST_CLIENT_ADDRESS, ApiFactory
-from tests.support import DEFAULT_PASSWORD, bearer, error_of, login, register
+from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, login, register
 
 COOKIE_MODE = {"X-Auth-Mode": "cookie"}
 

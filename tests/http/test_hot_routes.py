@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from keyturn.http.app import HOT_ENDPOINTS
 from keyturn.http.hot_routes import hot_routes_of
 from tests.http.test_observability import metric, scrape
-from tests.support import bearer, error_of, login
+from tests.support.api import bearer, error_of, login
 
 
 async def test_each_hot_route_is_counted_under_its_template(api: httpx.AsyncClient) -> None:

@@ -6,7 +6,7 @@ import jwt
 import pytest
 
 from tests.conftest import TEST_ISSUER
-from tests.support import bearer, login
+from tests.support.api import bearer, login
 
 
 @pytest.mark.parametrize("algorithm", ["EdDSA", "ES256", "RS256"])

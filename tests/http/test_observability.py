@@ -15,7 +15,7 @@ from keyturn.clock import FrozenClock
 from keyturn.http.middleware import RequestEnvelope
 from keyturn.observability.logging import JsonFormatter, RedactionFilter
 from keyturn.observability.metrics import RequestObserver
-from tests.support import DEFAULT_PASSWORD, bearer, error_of, login, register
+from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, login, register
 
 ADMIN_PASSWORD = "admin password that is long enough"
 

@@ -10,8 +10,8 @@ from sqlalchemy.engine import make_url
 
 from keyturn.storage.db import normalize_database_url
 from tests.conftest import missing_service
-from tests.system.instances import REDIS_SERVER, RedisServer, TcpProxy
-from tests.system.processes import KeyturnServer, keyturn_environment
+from tests.support.instances import REDIS_SERVER, RedisServer, TcpProxy
+from tests.support.processes import KeyturnServer, keyturn_environment
 
 ServerFactory = Callable[..., KeyturnServer]
 

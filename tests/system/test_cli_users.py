@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from tests.conftest import RedisDatabase
-from tests.support import DEFAULT_PASSWORD, bearer
+from tests.support.api import DEFAULT_PASSWORD, bearer
+from tests.support.processes import keyturn_environment, run_cli
 from tests.system.conftest import ServerFactory
-from tests.system.processes import keyturn_environment, run_cli
 
 pytestmark = pytest.mark.system
 

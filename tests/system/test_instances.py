@@ -16,9 +16,9 @@ import time
 import pytest
 
 from tests.conftest import RedisDatabase
-from tests.support import DEFAULT_PASSWORD
+from tests.support.api import DEFAULT_PASSWORD
+from tests.support.instances import Caller, HttpxCaller, Reply, connections_to_each_worker
 from tests.system.conftest import ServerFactory
-from tests.system.instances import Caller, HttpxCaller, Reply, connections_to_each_worker
 
 pytestmark = pytest.mark.system
 

@@ -10,7 +10,7 @@ import authlib.deprecate
 import httpx
 import pytest
 
-from tests.support import DEFAULT_PASSWORD, bearer
+from tests.support.api import DEFAULT_PASSWORD, bearer
 from tests.system.conftest import ServerFactory
 
 with warnings.catch_warnings():

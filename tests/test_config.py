@@ -6,7 +6,7 @@ from pathlib import Path
 
 from keyturn.config import Settings
 
-DOCS = Path(__file__).parents[2] / "docs" / "configuration.md"
+DOCS = Path(__file__).parents[1] / "docs" / "configuration.md"
 
 
 def test_every_setting_is_documented() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from tests.system.processes import free_port
+from tests.support.processes import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 

@@ -11,7 +11,7 @@ import pytest
 from keyturn.ratelimit.redis import RedisLink, RevocationChannel, decode_message, encode_message
 from keyturn.storage.revocations import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
 from tests.conftest import RedisDatabase
-from tests.system.processes import free_port
+from tests.support.processes import free_port
 
 
 def revocation(kind: str, subject: str, *, seconds: float = 960) -> Revocation:

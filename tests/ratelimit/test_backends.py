@@ -14,7 +14,7 @@ from keyturn.ratelimit.memory import MemoryRateLimiter
 from keyturn.ratelimit.redis import RedisLink, RedisRateLimiter
 from keyturn.storage.db import Database
 from tests.conftest import RedisDatabase
-from tests.system.processes import free_port
+from tests.support.processes import free_port
 
 MINUTE = timedelta(minutes=1)
 

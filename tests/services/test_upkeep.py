@@ -13,7 +13,7 @@ from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
 from keyturn.storage.models import refresh_tokens, revocations, sessions
-from tests.support import DEFAULT_PASSWORD
+from tests.support.api import DEFAULT_PASSWORD
 
 
 def count(services, table) -> int:
