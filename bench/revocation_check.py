@@ -32,9 +32,9 @@ from typing import Any
 
 from bench.redis_memory import private_redis
 from keyturn.config import Settings
+from keyturn.core.sessions import KIND_SESSION, Revocation
 from keyturn.errors import EmailTakenError
 from keyturn.services.container import Services, build_services
-from keyturn.storage.revocations import KIND_SESSION, Revocation
 
 PASSWORD = "bench-" + secrets.token_urlsafe(16)
 

@@ -25,9 +25,9 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from keyturn import wire
+from keyturn.core.sessions import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
 from keyturn.errors import ServiceUnavailableError
 from keyturn.ratelimit.protocol import RateLimiter
-from keyturn.storage.revocations import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
 
 logger = logging.getLogger("keyturn.redis")
 

@@ -17,14 +17,13 @@ from sqlalchemy.engine import Connection
 
 from keyturn.clock import Clock
 from keyturn.config import Settings
+from keyturn.core.sessions import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation, UserRecord
 from keyturn.core.tokens import CLOCK_SKEW_SECONDS
 from keyturn.errors import ServiceUnavailableError
 from keyturn.ratelimit.memory import BoundedTtlCache, RevocationList
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
-from keyturn.storage.revocations import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
-from keyturn.storage.users import UserRecord
 
 logger = logging.getLogger("keyturn.revocation")
 

@@ -6,15 +6,15 @@ from sqlalchemy.engine import Connection
 
 from keyturn import errors, wire
 from keyturn.clock import Clock
+from keyturn.core.audit import AuditEvent
 from keyturn.core.context import NO_CONTEXT, RequestContext
+from keyturn.core.sessions import UserRecord
 from keyturn.revocation.service import RevocationService
 from keyturn.services.accounts import check_roles
 from keyturn.services.audit import AuditTrail
 from keyturn.storage import audit as audit_store
 from keyturn.storage import users as user_store
-from keyturn.storage.audit import AuditEvent
 from keyturn.storage.db import Database
-from keyturn.storage.users import UserRecord
 
 MAX_PAGE_SIZE = 200
 

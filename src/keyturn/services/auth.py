@@ -26,6 +26,7 @@ from keyturn.core.sessions import (
     Session,
     SessionLifetimes,
     SessionState,
+    UserRecord,
     new_session_id,
     next_idle_expiry,
     session_state,
@@ -49,7 +50,6 @@ from keyturn.storage import sessions as session_store
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
 from keyturn.storage.group_commit import GroupCommit
-from keyturn.storage.users import UserRecord
 
 
 @dataclass(frozen=True, slots=True)

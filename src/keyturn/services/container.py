@@ -11,6 +11,7 @@ from anyio import to_thread
 from keyturn.clock import Clock, SystemClock
 from keyturn.config import Settings
 from keyturn.core.passwords import Argon2Parameters, PasswordHashing
+from keyturn.core.sessions import UserRecord
 from keyturn.ratelimit.database import DatabaseRateLimiter
 from keyturn.ratelimit.limits import ClientLimits
 from keyturn.ratelimit.memory import BoundedTtlCache, MemoryRateLimiter, RevocationList
@@ -26,7 +27,6 @@ from keyturn.services.keyring import KeyringService
 from keyturn.services.upkeep import Upkeep
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
-from keyturn.storage.users import UserRecord
 
 
 @dataclass

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection
 
+from keyturn.core.sessions import Revocation
 from keyturn.storage.models import revocations
-
-KIND_SESSION = "session"
-KIND_TOKEN = "token"
-KIND_USER = "user"  # the user changed: caches of that user are stale
-
-
-@dataclass(frozen=True, slots=True)
-class Revocation:
-    id: int
-    kind: str
-    subject: str
-    expires_at: datetime
 
 
 def record_revocation(
