@@ -11,8 +11,9 @@ import pytest
 from keyturn.clock import FrozenClock
 from keyturn.ratelimit.database import DatabaseRateLimiter
 from keyturn.ratelimit.memory import MemoryRateLimiter
-from keyturn.ratelimit.redis import RedisLink, RedisRateLimiter
+from keyturn.ratelimit.redis import RedisRateLimiter
 from keyturn.storage.db import Database
+from keyturn.storage.redis import RedisLink
 from tests.conftest import RedisDatabase
 from tests.support.processes import free_port
 

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from keyturn.core.sessions import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
-from keyturn.ratelimit.redis import RedisLink, RevocationChannel, decode_message, encode_message
+from keyturn.revocation.channel import RevocationChannel, decode_message, encode_message
+from keyturn.storage.redis import RedisLink
 from tests.conftest import RedisDatabase
 from tests.support.processes import free_port
 

@@ -17,10 +17,11 @@ from sqlalchemy.engine import Connection
 
 from keyturn.clock import Clock
 from keyturn.config import Settings
+from keyturn.core.cache import BoundedTtlCache
 from keyturn.core.sessions import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation, UserRecord
 from keyturn.core.tokens import CLOCK_SKEW_SECONDS
 from keyturn.errors import ServiceUnavailableError
-from keyturn.ratelimit.memory import BoundedTtlCache, RevocationList
+from keyturn.revocation.list import RevocationList
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from keyturn import errors, wire
 from keyturn.clock import Clock
 from keyturn.config import Settings
+from keyturn.core.cache import BoundedTtlCache
 from keyturn.core.context import NO_CONTEXT, RequestContext
 from keyturn.core.passwords import PasswordHashing
 from keyturn.core.refresh import (
@@ -40,7 +41,6 @@ from keyturn.core.tokens import (
 )
 from keyturn.observability import metrics
 from keyturn.ratelimit.limits import ClientLimits
-from keyturn.ratelimit.memory import BoundedTtlCache
 from keyturn.ratelimit.protocol import RateLimiter
 from keyturn.revocation.service import RevocationBatch, RevocationService
 from keyturn.services.accounts import check_password

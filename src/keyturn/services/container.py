@@ -10,13 +10,16 @@ from anyio import to_thread
 
 from keyturn.clock import Clock, SystemClock
 from keyturn.config import Settings
+from keyturn.core.cache import BoundedTtlCache
 from keyturn.core.passwords import Argon2Parameters, PasswordHashing
 from keyturn.core.sessions import UserRecord
 from keyturn.ratelimit.database import DatabaseRateLimiter
 from keyturn.ratelimit.limits import ClientLimits
-from keyturn.ratelimit.memory import BoundedTtlCache, MemoryRateLimiter, RevocationList
+from keyturn.ratelimit.memory import MemoryRateLimiter
 from keyturn.ratelimit.protocol import RateLimiter
-from keyturn.ratelimit.redis import RedisLink, RedisRateLimiter, RevocationChannel
+from keyturn.ratelimit.redis import RedisRateLimiter
+from keyturn.revocation.channel import RevocationChannel
+from keyturn.revocation.list import RevocationList
 from keyturn.revocation.service import RevocationService
 from keyturn.services.accounts import AccountService
 from keyturn.services.admin import AdminService
@@ -27,6 +30,7 @@ from keyturn.services.keyring import KeyringService
 from keyturn.services.upkeep import Upkeep
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
+from keyturn.storage.redis import RedisLink
 
 
 @dataclass

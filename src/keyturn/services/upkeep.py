@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from keyturn.clock import Clock
 from keyturn.config import Settings
 from keyturn.errors import ServiceUnavailableError
-from keyturn.ratelimit.redis import RETRY_PAUSE_SECONDS, RevocationChannel
+from keyturn.revocation.channel import RevocationChannel
 from keyturn.revocation.service import RevocationService
 from keyturn.services.auth import AuthService
 from keyturn.services.keyring import KeyringService
@@ -24,6 +24,7 @@ from keyturn.storage import rate_limits as rate_limit_store
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
+from keyturn.storage.redis import RETRY_PAUSE_SECONDS
 
 logger = logging.getLogger("keyturn.upkeep")
 _KEY_RELOAD_EVERY = 4  # polls
