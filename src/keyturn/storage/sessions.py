@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from keyturn.core.refresh import StoredRefreshToken
 from keyturn.core.sessions import Session, UserRecord
-from keyturn.storage.db import Prepared
 from keyturn.storage.models import refresh_tokens, sessions, users
+from keyturn.storage.prepared import Prepared
 from keyturn.storage.users import USER_RECORD_COLUMNS, user_from_row
 
 
