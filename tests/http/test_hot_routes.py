@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request, Response
 
 from keyturn.http.app import HOT_ENDPOINTS
 from keyturn.http.hot_routes import hot_routes_of
-from tests.http.test_observability import metric, scrape
 from tests.support.api import bearer, error_of, login
+from tests.support.metrics import metric, scrape
 
 
 async def test_each_hot_route_is_counted_under_its_template(api: httpx.AsyncClient) -> None:

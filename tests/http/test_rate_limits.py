@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from keyturn.clock import FrozenClock
-from tests.conftest import TEST_CLIENT_ADDRESS, ApiFactory, RedisDatabase
 from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, login, refresh, register
+from tests.support.environment import TEST_CLIENT_ADDRESS, ApiFactory, RedisDatabase
 
 PROXY = TEST_CLIENT_ADDRESS[0]  # the test client's socket address, trusted as a proxy below
 WRONG_PASSWORD = "not the right passphrase"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.conftest import ApiFactory
 from tests.support.api import bearer, error_of, login, refresh
+from tests.support.environment import ApiFactory
 from tests.support.processes import free_port
 
 

@@ -14,7 +14,7 @@ from keyturn.ratelimit.memory import MemoryRateLimiter
 from keyturn.ratelimit.redis import RedisRateLimiter
 from keyturn.storage.db import Database
 from keyturn.storage.redis import RedisLink
-from tests.conftest import RedisDatabase
+from tests.support.environment import RedisDatabase
 from tests.support.processes import free_port
 
 MINUTE = timedelta(minutes=1)

@@ -11,7 +11,7 @@ import pytest
 from keyturn.core.sessions import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
 from keyturn.revocation.channel import RevocationChannel, decode_message, encode_message
 from keyturn.storage.redis import RedisLink
-from tests.conftest import RedisDatabase
+from tests.support.environment import RedisDatabase
 from tests.support.processes import free_port
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from keyturn.client import FileTokenStore, KeyturnAuth
 from tests.support.api import DEFAULT_PASSWORD
-from tests.system.conftest import ServerFactory
+from tests.support.processes import ServerFactory
 
 pytestmark = pytest.mark.system
 

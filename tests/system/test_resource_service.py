@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from tests.support.api import DEFAULT_PASSWORD, bearer
-from tests.support.processes import free_port, keyturn_environment
-from tests.system.conftest import ServerFactory
+from tests.support.processes import ServerFactory, free_port, keyturn_environment
 
 pytestmark = pytest.mark.system
 
