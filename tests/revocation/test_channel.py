@@ -84,6 +84,6 @@ def test_restore_writes_every_live_revocation(redis_database: RedisDatabase) -> 
 
 def test_publish_to_an_absent_redis_asks_for_a_restore() -> None:
     link = RedisLink(f"redis://127.0.0.1:{free_port()}/0")
-    link.needs_restore = False
+    link.take_restore_request()
     RevocationChannel(link, origin="test").publish([revocation(KIND_SESSION, "s")])
     assert link.needs_restore and not link.is_up

@@ -53,7 +53,7 @@ class RevocationChannel:
         if not revocations:
             return
         if not self.link.is_up:
-            self.link.needs_restore = True
+            self.link.request_restore()
             return
         now = time.time()
         try:

@@ -123,8 +123,7 @@ class Upkeep:
                 async with channel.subscription() as subscription:
                     channel.link.mark_up()
                     while True:
-                        if channel.link.needs_restore:
-                            channel.link.needs_restore = False
+                        if channel.link.take_restore_request():
                             await to_thread.run_sync(self.restore_redis, channel)
                         revocations = await subscription.receive(timeout=1.0)
                         if revocations:

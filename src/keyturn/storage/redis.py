@@ -45,16 +45,30 @@ class RedisLink:
         self._down_until = 0.0
         self._down_since: float | None = None
         # Set when a revocation may have missed Redis; the subscriber rewrites them all.
-        self.needs_restore = True
+        self._restore_wanted = True
 
     @property
     def is_up(self) -> bool:
         return time.monotonic() >= self._down_until
 
+    @property
+    def needs_restore(self) -> bool:
+        """Whether a revocation may have missed Redis since the last restore."""
+        return self._restore_wanted
+
+    def request_restore(self) -> None:
+        """A revocation may have missed Redis: have every live one written again."""
+        self._restore_wanted = True
+
+    def take_restore_request(self) -> bool:
+        """Whether a restore is due, clearing the request: the caller restores."""
+        wanted, self._restore_wanted = self._restore_wanted, False
+        return wanted
+
     def mark_down(self, error: BaseException) -> None:
         now = time.monotonic()
         self._down_until = now + RETRY_PAUSE_SECONDS
-        self.needs_restore = True
+        self._restore_wanted = True
         if self._down_since is None:
             self._down_since = now
             logger.warning("Redis is unavailable (%s); falling back", error.__class__.__name__)
