@@ -121,7 +121,7 @@ def claims_of(request: Request, services: Services) -> AccessClaims:
     token = bearer_token(request)
     if token is None:
         return cookie_claims(request, services)
-    return services.auth.authenticate(token)
+    return services.access.authenticate(token)
 
 
 def cookie_claims(request: Request, services: Services) -> AccessClaims:
@@ -129,7 +129,7 @@ def cookie_claims(request: Request, services: Services) -> AccessClaims:
     token = cookies.access_cookie(request)
     if token is None:
         raise errors.MissingTokenError()
-    claims = services.auth.authenticate(token)
+    claims = services.access.authenticate(token)
     if request.method not in SAFE_METHODS:
         check_csrf(request, session_id=claims.session_id)
     request.state.authenticated_by_cookie = True

@@ -21,12 +21,16 @@ from keyturn.ratelimit.redis import RedisRateLimiter
 from keyturn.revocation.channel import RevocationChannel
 from keyturn.revocation.list import RevocationList
 from keyturn.revocation.service import RevocationService
+from keyturn.services.access import AccessService
 from keyturn.services.accounts import AccountService
 from keyturn.services.admin import AdminService
 from keyturn.services.audit import AuditTrail
-from keyturn.services.auth import AuthService
 from keyturn.services.browser import BrowserService
+from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
+from keyturn.services.login import LoginService
+from keyturn.services.rotation import RotationService
+from keyturn.services.sessions import SessionService
 from keyturn.services.upkeep import Upkeep
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
@@ -40,7 +44,11 @@ class Services:
     database: Database
     keyring: KeyringService
     accounts: AccountService
-    auth: AuthService
+    access: AccessService
+    issuing: IssuingService
+    login: LoginService
+    rotation: RotationService
+    sessions: SessionService
     admin: AdminService
     revocation: RevocationService
     limiter: RateLimiter
@@ -111,17 +119,11 @@ def build_services(
         revocation.hooks.append(channel.publish)
         extra_probes["redis"] = link.ping
     client_limits = ClientLimits(settings, shared=limiter, fast=fast_limiter)
-    auth = AuthService(
-        settings,
-        database,
-        clock,
-        keyring=keyring,
-        hashing=hashing,
-        limiter=limiter,
-        revocation=revocation,
-        audit=audit,
-        user_cache=user_cache,
-        client_limits=client_limits,
+    access = AccessService(
+        settings, database, clock, keyring=keyring, revocation=revocation, user_cache=user_cache
+    )
+    issuing = IssuingService(
+        settings, database, clock, keyring=keyring, audit=audit, user_cache=user_cache
     )
     return Services(
         settings=settings,
@@ -129,7 +131,22 @@ def build_services(
         database=database,
         keyring=keyring,
         accounts=AccountService(database, hashing, audit, clock, client_limits=client_limits),
-        auth=auth,
+        access=access,
+        issuing=issuing,
+        login=LoginService(
+            settings, database, hashing=hashing, limiter=limiter, audit=audit, issuing=issuing
+        ),
+        rotation=RotationService(
+            settings,
+            clock,
+            revocation=revocation,
+            audit=audit,
+            issuing=issuing,
+            client_limits=client_limits,
+        ),
+        sessions=SessionService(
+            database, clock, hashing=hashing, revocation=revocation, audit=audit, access=access
+        ),
         admin=AdminService(database, clock, revocation=revocation, audit=audit),
         revocation=revocation,
         limiter=limiter,
@@ -139,7 +156,6 @@ def build_services(
             clock,
             revocation=revocation,
             keyring=keyring,
-            auth=auth,
             channel=channel,
         ),
         browser=BrowserService(settings, database, clock),

@@ -24,6 +24,7 @@ class KeyringService:
         self._database = database
         self._clock = clock
         self._ring = KeyRing([])
+        self._reload_wanted = False
 
     @property
     def ring(self) -> KeyRing:
@@ -86,6 +87,15 @@ class KeyringService:
             )
         self.reload()
         return kid
+
+    def request_reload(self) -> None:
+        """A token named a key this ring lacks (another instance rotated): reload soon."""
+        self._reload_wanted = True
+
+    def take_reload_request(self) -> bool:
+        """Whether a reload was requested, clearing the request: the caller reloads."""
+        wanted, self._reload_wanted = self._reload_wanted, False
+        return wanted
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         return self._ring.jwks(now=self._clock.now())

@@ -18,7 +18,6 @@ from keyturn.config import Settings
 from keyturn.errors import ServiceUnavailableError
 from keyturn.revocation.channel import RevocationChannel
 from keyturn.revocation.service import RevocationService
-from keyturn.services.auth import AuthService
 from keyturn.services.keyring import KeyringService
 from keyturn.storage import rate_limits as rate_limit_store
 from keyturn.storage import revocations as revocation_store
@@ -41,7 +40,6 @@ class Upkeep:
         *,
         revocation: RevocationService,
         keyring: KeyringService,
-        auth: AuthService,
         channel: RevocationChannel | None = None,
     ) -> None:
         self._settings = settings
@@ -49,7 +47,6 @@ class Upkeep:
         self._clock = clock
         self._revocation = revocation
         self._keyring = keyring
-        self._auth = auth
         self._channel = channel
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -95,8 +92,7 @@ class Upkeep:
             try:
                 rows = await to_thread.run_sync(self._revocation.fetch_new)
                 self._revocation.apply_fetched(rows)
-                if polls % _KEY_RELOAD_EVERY == 0 or self._auth.key_reload_wanted:
-                    self._auth.key_reload_wanted = False
+                if self._keyring.take_reload_request() or polls % _KEY_RELOAD_EVERY == 0:
                     await to_thread.run_sync(self._keyring.reload)
             except ServiceUnavailableError as error:
                 # An outage: one line when it starts, one when it ends, not a trace per poll.

@@ -25,7 +25,7 @@ from keyturn import errors, wire
 from keyturn.core.context import RequestContext
 from keyturn.http.deps import ContextDep, ServicesDep
 from keyturn.http.schemas import Problem
-from keyturn.services.auth import IssuedTokens
+from keyturn.services.issuing import IssuedTokens
 
 router = APIRouter(prefix="/oauth", tags=["oauth"])
 
@@ -181,11 +181,11 @@ async def token(request: Request, services: ServicesDep, context: ContextDep) ->
     if grant_type == "password":
         username, password = required(form, "username"), required(form, "password")
         issued = await run_in_threadpool(
-            services.auth.login, identifier=username, password=password, context=context
+            services.login.login, identifier=username, password=password, context=context
         )
     elif grant_type == "refresh_token":
         refresh_token = required(form, "refresh_token")
-        issued = await services.auth.refresh_in_group(refresh_token, context=context)
+        issued = await services.rotation.rotate_refresh_token(refresh_token, context=context)
     else:
         raise errors.UnsupportedGrantTypeError()
     return token_response(issued)
@@ -201,5 +201,5 @@ async def revoke(request: Request, services: ServicesDep, context: ContextDep) -
     """
     form = await read_form(request)
     context = client_of(request, form, context)
-    await run_in_threadpool(services.auth.revoke, required(form, "token"), context=context)
+    await run_in_threadpool(services.sessions.revoke, required(form, "token"), context=context)
     return Response(status_code=200, headers=NO_STORE)

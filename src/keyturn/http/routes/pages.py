@@ -69,7 +69,7 @@ def _is_signed_in(request: Request) -> bool:
     if token is None:
         return False
     try:
-        services_of(request).auth.authenticate(token)
+        services_of(request).access.authenticate(token)
     except errors.KeyturnError:
         return False
     return True
