@@ -81,6 +81,12 @@ class PostgresDatabases:
         self.created.append(name)
         return self.url_of(name)
 
+    def drop(self, url: str) -> None:
+        name = make_url(url).database
+        with self.engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.created.remove(name)
+
     def drop_all(self) -> None:
         with self.engine.connect() as connection:
             for name in reversed(self.created):
@@ -104,12 +110,16 @@ def postgres_databases() -> Iterator[PostgresDatabases | None]:
 
 
 @pytest.fixture
-def postgres_url(postgres_databases: PostgresDatabases | None) -> str:
-    """A fresh, migrated PostgreSQL database for this test."""
+def postgres_url(postgres_databases: PostgresDatabases | None) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test, dropped when it ends."""
     if postgres_databases is None:
         missing_service(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
     assert postgres_databases is not None
-    return postgres_databases.new()
+    url = postgres_databases.new()
+    yield url
+    # Each test drops its own: every DROP DATABASE checkpoints, and hundreds of them left for
+    # the end of the run outlast the last test's timeout on a busy machine.
+    postgres_databases.drop(url)
 
 
 @pytest.fixture(scope="session")
