@@ -92,8 +92,8 @@ class Upkeep:
         while await self._pause(self._settings.revocation_poll_seconds):
             polls += 1
             try:
-                rows = await to_thread.run_sync(self._revocation.fetch_new)
-                self._revocation.apply_fetched(rows)
+                read = await to_thread.run_sync(self._revocation.fetch_new)
+                self._revocation.apply_fetched(read)
                 if polls % _KEY_RELOAD_EVERY == 0 or self._auth.key_reload_wanted:
                     self._auth.key_reload_wanted = False
                     await to_thread.run_sync(self._keyring.reload)

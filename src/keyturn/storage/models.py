@@ -177,7 +177,14 @@ revocations = Table(
     Column("subject", String(64), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
+    # PostgreSQL: the id of the transaction that wrote the row (pg_current_xact_id(), a
+    # default the migration sets), which readers of the feed compare with their snapshots.
+    # NULL on SQLite, where the id alone orders the feed (see storage.revocations).
+    Column("transaction_id", BigInteger()),
     Index(None, "expires_at"),
+    Index(None, "transaction_id"),
+    # SQLite: an id is never handed out again, even after the rows above it were purged.
+    sqlite_autoincrement=True,
 )
 
 rate_limits = Table(
