@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     hashing_queue_max: int = Field(
         32, ge=0, description="Requests waiting for password hashing before 503 `overloaded`."
     )
+    max_sessions_per_user: int = Field(
+        100, ge=1, description="Live sessions of one user; a login beyond ends the oldest."
+    )
 
     max_body_bytes: int = Field(65536, ge=1024)
     public_origin: str | None = Field(

@@ -64,6 +64,7 @@ _REVOKING_EVENTS = frozenset(
         "logout",
         "logout_all",
         "session_revoked",
+        "session_evicted",
         "access_token_revoked",
         "password_changed",
         "user_disabled",
