@@ -7,8 +7,8 @@ work); the others wait here, on the event loop, holding no thread, in a queue of
 KEYTURN_HASHING_QUEUE_MAX. Beyond that a request is refused at once with 503 `overloaded`
 and Retry-After, before any database work: a flood is answered cheaply instead of piling up,
 and the threads everything else needs (the revocation poll, token checks, refreshes) stay
-free. A request that leaves while it waits (its client hung up, its task was cancelled) is
-dropped before it costs a hash.
+free: admitted requests run on worker threads of their own. A request that leaves while it
+waits (its client hung up, its task was cancelled) is dropped before it costs a hash.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 
 from keyturn.errors import OverloadedError
 from keyturn.observability import metrics
@@ -39,6 +39,7 @@ class HashingGate:
         self._max_waiting = max_waiting
         self._running = 0
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._threads: CapacityLimiter | None = None  # made on the event loop, when first used
 
     @property
     def waiting(self) -> int:
@@ -53,7 +54,11 @@ class HashingGate:
         """
         await self._admit(gone)
         try:
-            return await to_thread.run_sync(use_case)
+            # Worker threads of their own too: admitted requests never take the shared
+            # pool's threads from token checks and refreshes, however many CPUs hash.
+            if self._threads is None:
+                self._threads = CapacityLimiter(self._max_running)
+            return await to_thread.run_sync(use_case, limiter=self._threads)
         finally:
             self._release()
 
