@@ -122,7 +122,14 @@ async def test_logins_beyond_the_hashing_queue_are_told_overloaded(
     )
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as api:
         await register_and_log_in(api, "ada@example.com")
-    answers = await flood_logins(server.url, "ada@example.com", 12)
+        answers = await flood_logins(server.url, "ada@example.com", 12)
+        grant = {"grant_type": "password", "username": "ada@example.com"}
+        oauth_answers = await asyncio.gather(
+            *(
+                api.post("/oauth/token", data={**grant, "password": DEFAULT_PASSWORD})
+                for _ in range(8)
+            )
+        )
 
     statuses = sorted(response.status_code for response in answers)
     assert statuses.count(200) >= 1
@@ -131,6 +138,12 @@ async def test_logins_beyond_the_hashing_queue_are_told_overloaded(
     for response in answers:
         if response.status_code == 503:
             assert_overloaded(response)
+    # RFC 6749 §5.2 has no `overloaded`: the token endpoint says temporarily_unavailable.
+    refused = [response for response in oauth_answers if response.status_code == 503]
+    assert len(refused) >= 4, [response.status_code for response in oauth_answers]
+    for response in refused:
+        assert response.json()["error"] == "temporarily_unavailable"
+        assert int(response.headers["retry-after"]) >= 1
 
 
 def metric(text: str, name: str, **labels: str) -> float:
