@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(OWASP_ARGON2_MEMORY_KIB, ge=8)
     argon2_time_cost: int = Field(OWASP_ARGON2_TIME_COST, ge=1)
     argon2_parallelism: int = Field(1, ge=1)
+    hashing_threads: int | None = Field(
+        None, ge=1, description="Threads that hash passwords; default: one per usable CPU."
+    )
+    hashing_queue_max: int = Field(
+        32, ge=0, description="Requests waiting for password hashing before 503 `overloaded`."
+    )
+    max_sessions_per_user: int = Field(
+        100, ge=1, description="Live sessions of one user; a login beyond ends the oldest."
+    )
 
     max_body_bytes: int = Field(65536, ge=1024)
     public_origin: str | None = Field(

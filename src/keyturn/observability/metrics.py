@@ -44,6 +44,12 @@ REVOCATIONS = Counter(
     "Actions that ended sessions or revoked tokens, by reason (the audit event).",
     ["reason"],
 )
+HASHING_REFUSED = Counter(
+    "keyturn_password_hashing_refused",
+    "Requests that needed a password hash and got none: overloaded (the queue was full) or"
+    " gone (the client left while it waited).",
+    ["reason"],
+)
 AUDIT_EVENTS = Counter("keyturn_audit_events", "Audit events written, by event.", ["event"])
 REQUEST_SECONDS = Histogram(
     "keyturn_http_request_duration_seconds",
@@ -58,6 +64,7 @@ _REVOKING_EVENTS = frozenset(
         "logout",
         "logout_all",
         "session_revoked",
+        "session_evicted",
         "access_token_revoked",
         "password_changed",
         "user_disabled",
@@ -77,6 +84,10 @@ def count_event(event: str) -> None:
         REFRESH_REUSE.inc()
     if event in _REVOKING_EVENTS:
         REVOCATIONS.labels(event).inc()
+
+
+def count_hashing_refused(reason: str) -> None:
+    HASHING_REFUSED.labels(reason).inc()
 
 
 def count_refresh(*, repeated: bool) -> None:

@@ -282,7 +282,8 @@ class AuthService:
             client_id=context.client_id or wire.DEFAULT_CLIENT_ID,
         )
         refresh_token = new_refresh_token()
-        with self._database.transaction() as connection:
+        with self._revocation.batch() as batch:
+            connection = batch.connection
             if upgraded_hash is not None:
                 user_store.set_password_hash(connection, user.id, upgraded_hash, now=now)
             session_store.insert_session(connection, session)
@@ -300,6 +301,7 @@ class AuthService:
                 session_id=session.id,
                 context=context,
             )
+            self._end_sessions_over_limit(batch, user.id, now=now, context=context)
         self._user_cache.put(user.id, user)
         return self._issue(
             user,
@@ -308,6 +310,26 @@ class AuthService:
             refresh_token=refresh_token,
             remember_me=remember_me,
         )
+
+    def _end_sessions_over_limit(
+        self, batch: RevocationBatch, user_id: str, *, now: datetime, context: RequestContext
+    ) -> None:
+        """End the user's oldest live sessions beyond KEYTURN_MAX_SESSIONS_PER_USER.
+
+        Every login stores a session, and correct logins are not counted by the lockout:
+        without a cap, one account's password could fill the database (and every listing of
+        its sessions) without bound. The ended sessions' access tokens stop too."""
+        limit = self._settings.max_sessions_per_user
+        over = session_store.live_session_ids_beyond(batch.connection, user_id, now=now, keep=limit)
+        for revocation in batch.end_sessions(over, reason="session_limit"):
+            self._audit.record(
+                batch.connection,
+                "session_evicted",
+                user_id=user_id,
+                session_id=revocation.subject,
+                context=context,
+                detail={"limit": limit},
+            )
 
     def _lifetimes(self, remember_me: bool) -> SessionLifetimes:
         return self._lifetimes_by_remember_me[remember_me]

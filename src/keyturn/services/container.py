@@ -16,6 +16,7 @@ from keyturn.services.admin import AdminService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.auth import AuthService
 from keyturn.services.browser import BrowserService
+from keyturn.services.hashing import HashingGate
 from keyturn.services.keyring import KeyringService
 from keyturn.services.limits import ClientLimits
 from keyturn.services.revocation import RevocationService
@@ -42,6 +43,8 @@ class Services:
     limiter: RateLimiter
     upkeep: Upkeep
     browser: BrowserService
+    hashing: HashingGate
+    password_hashing: PasswordHashing
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
 
@@ -63,6 +66,7 @@ class Services:
             await self.upkeep.stop()
         finally:
             self.database.dispose()
+            self.password_hashing.close()
             if self.redis is not None:
                 self.redis.close()
 
@@ -73,7 +77,8 @@ def password_hashing(settings: Settings) -> PasswordHashing:
             memory_kib=settings.argon2_memory_kib,
             time_cost=settings.argon2_time_cost,
             parallelism=settings.argon2_parallelism,
-        )
+        ),
+        threads=settings.hashing_threads,
     )
 
 
@@ -139,6 +144,8 @@ def build_services(
             channel=channel,
         ),
         browser=BrowserService(settings, database, clock),
+        hashing=HashingGate(threads=hashing.threads, max_waiting=settings.hashing_queue_max),
+        password_hashing=hashing,
         extra_probes=extra_probes,
         redis=link,
     )

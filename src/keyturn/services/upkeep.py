@@ -4,12 +4,14 @@ key reloads, purging old rows."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from redis.exceptions import RedisError
 from sqlalchemy.engine import Connection
 
@@ -26,6 +28,7 @@ from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
 
 logger = logging.getLogger("keyturn.upkeep")
+Result = TypeVar("Result")
 _KEY_RELOAD_EVERY = 4  # polls
 PURGE_BATCH = 5000  # rows a purge transaction deletes at most
 CHECKPOINT_EVERY_SECONDS = 1.0
@@ -52,9 +55,18 @@ class Upkeep:
         self._channel = channel
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self._feed_threads: CapacityLimiter | None = None
+        self._chore_threads: CapacityLimiter | None = None
 
     def start(self) -> None:
         self._stopping = asyncio.Event()
+        # Upkeep's threads are its own, never the shared pool that requests use: a crowd of
+        # requests (logins waiting for hashes, a slow database) holding every shared thread
+        # would otherwise hold up the poll, the revocation list would go stale, and every
+        # token check would answer 503. The feed has a thread of its own, so a long purge
+        # never delays it either.
+        self._feed_threads = CapacityLimiter(1)
+        self._chore_threads = CapacityLimiter(2)
         self._tasks = [
             asyncio.create_task(self._poll_forever(), name="keyturn-revocation-feed"),
             asyncio.create_task(self._purge_forever(), name="keyturn-purge"),
@@ -92,11 +104,11 @@ class Upkeep:
         while await self._pause(self._settings.revocation_poll_seconds):
             polls += 1
             try:
-                read = await to_thread.run_sync(self._revocation.fetch_new)
+                read = await self._on_feed_thread(self._revocation.fetch_new)
                 self._revocation.apply_fetched(read)
                 if polls % _KEY_RELOAD_EVERY == 0 or self._auth.key_reload_wanted:
                     self._auth.key_reload_wanted = False
-                    await to_thread.run_sync(self._keyring.reload)
+                    await self._on_feed_thread(self._keyring.reload)
             except ServiceUnavailableError as error:
                 # An outage: one line when it starts, one when it ends, not a trace per poll.
                 if outage_since is None:
@@ -124,7 +136,9 @@ class Upkeep:
                     while True:
                         if channel.link.needs_restore:
                             channel.link.needs_restore = False
-                            await to_thread.run_sync(self.restore_redis, channel)
+                            await self._on_chore_thread(
+                                functools.partial(self.restore_redis, channel)
+                            )
                         revocations = await subscription.receive(timeout=1.0)
                         if revocations:
                             self._revocation.apply(revocations)
@@ -133,6 +147,12 @@ class Upkeep:
             except Exception:  # a bug must not end the task: the channel only speeds things up
                 logger.warning("revocation channel failed", exc_info=True)
             await asyncio.sleep(RETRY_PAUSE_SECONDS)
+
+    async def _on_feed_thread(self, work: Callable[[], Result]) -> Result:
+        return await to_thread.run_sync(work, limiter=self._feed_threads)
+
+    async def _on_chore_thread(self, work: Callable[[], Result]) -> Result:
+        return await to_thread.run_sync(work, limiter=self._chore_threads)
 
     def restore_redis(self, channel: RevocationChannel) -> None:
         sessions, tokens = self._revocation.revocations.live_entries(now=self._clock.timestamp())
@@ -154,7 +174,7 @@ class Upkeep:
         (see storage.db.Database)."""
         while await self._pause(CHECKPOINT_EVERY_SECONDS):
             try:
-                await to_thread.run_sync(self._database.checkpoint)
+                await self._on_chore_thread(self._database.checkpoint)
             except ServiceUnavailableError:
                 pass  # the revocation feed reports the outage; the next second tries again
             except Exception:
@@ -163,7 +183,7 @@ class Upkeep:
     async def _purge_forever(self) -> None:
         while await self._pause(self._settings.purge_interval_seconds):
             try:
-                await to_thread.run_sync(self.purge)
+                await self._on_chore_thread(self.purge)
             except Exception:
                 logger.warning("purge failed", exc_info=True)
 
