@@ -82,18 +82,21 @@ def claim_due_mail(
     )
     # SKIP LOCKED: a row another instance is claiming right now is left to it, not waited
     # for; SQLite compiles no FOR UPDATE (its write transaction already excludes others).
+    # A MATERIALIZED CTE picks the batch once: as `IN (subquery ... LIMIT n)` PostgreSQL may
+    # run the subquery again per row and claim more than `limit`.
     candidates = (
         select(mail_outbox.c.id)
         .where(due)
         .order_by(mail_outbox.c.next_attempt_at, mail_outbox.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        .cte("due_mail")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     token = secrets.token_hex(16)
     rows = connection.execute(
         update(mail_outbox)
-        .where(mail_outbox.c.id.in_(candidates), due)
+        .where(mail_outbox.c.id.in_(select(candidates.c.id)), due)
         .values(
             claimed_until=now + lease,
             claim_token=token,
