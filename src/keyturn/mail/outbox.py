@@ -71,15 +71,26 @@ def enqueue_mail(
     return int(result.scalar_one())
 
 
-def claim_due_mail(
-    connection: Connection, *, now: datetime, lease: timedelta, limit: int
-) -> list[ClaimedMail]:
-    """Lease up to `limit` due messages, oldest due first, counting an attempt on each."""
-    due = and_(
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(
         mail_outbox.c.status == PENDING,
         mail_outbox.c.next_attempt_at <= now,
         or_(mail_outbox.c.claimed_until.is_(None), mail_outbox.c.claimed_until <= now),
     )
+
+
+def has_due_mail(connection: Connection, *, now: datetime) -> bool:
+    """Whether a claim would find anything: a read, so an idle sender never takes SQLite's
+    write lock, which every login waits for."""
+    found = connection.execute(select(mail_outbox.c.id).where(_due(now)).limit(1)).first()
+    return found is not None
+
+
+def claim_due_mail(
+    connection: Connection, *, now: datetime, lease: timedelta, limit: int
+) -> list[ClaimedMail]:
+    """Lease up to `limit` due messages, oldest due first, counting an attempt on each."""
+    due = _due(now)
     # SKIP LOCKED: a row another instance is claiming right now is left to it, not waited
     # for; SQLite compiles no FOR UPDATE (its write transaction already excludes others).
     # A MATERIALIZED CTE picks the batch once: as `IN (subquery ... LIMIT n)` PostgreSQL may

@@ -182,6 +182,9 @@ class MailSender:
             return outbox.count_pending_mail(connection)
 
     def _claim(self) -> list[outbox.ClaimedMail]:
+        with self._database.snapshot() as connection:
+            if not outbox.has_due_mail(connection, now=self._clock.now()):
+                return []
         with self._database.transaction() as connection:
             return outbox.claim_due_mail(
                 connection, now=self._clock.now(), lease=self._lease, limit=self._batch_size
