@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -126,6 +127,16 @@ class Settings(BaseSettings):
             parts.port  # noqa: B018 - parsing the port raises on a non-number
         except ValueError:
             raise ValueError("has a port that is not a number") from None
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _check_mail_from(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        _name, address = parseaddr(value)
+        if "@" not in address or any(c in value for c in "\r\n"):
+            raise ValueError('must be an address, e.g. "Keyturn <no-reply@example.com>"')
         return value
 
     @field_validator("database_url")
