@@ -342,14 +342,14 @@ async def test_development_without_smtp_writes_private_eml_files(
 
 
 async def test_sender_throughput_to_a_local_server(
-    sqlite_url: str, clock: FrozenClock, servers: list[SmtpServer]
+    database_url: str, clock: FrozenClock, servers: list[SmtpServer]
 ) -> None:
     """Measure (and print) mails per second to a local aiosmtpd: 200 messages."""
     port = free_port()
     server = SmtpServer(port=port, auth=False)
     servers.append(server)
     server.start()
-    database = Database(sqlite_url)
+    database = Database(database_url)
     try:
         url = f"smtp://127.0.0.1:{port}"
         settings = settings_for(database, url)
@@ -363,4 +363,5 @@ async def test_sender_throughput_to_a_local_server(
     finally:
         database.dispose()
     assert len(server.received) == 200
-    print(f"\nmail sender: 200 mails in {elapsed:.2f} s = {200 / elapsed:.0f} mails/s")
+    backend = database_url.split(":", 1)[0]
+    print(f"\nmail sender ({backend}): 200 mails in {elapsed:.2f} s = {200 / elapsed:.0f} mails/s")
