@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -93,6 +95,20 @@ class Settings(BaseSettings):
     purge_interval_seconds: int = Field(600, ge=1)
     log_level: str = "INFO"
 
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="smtp://[user:pass@]host:port[?starttls=true] or smtps://...; unset in"
+        " development: messages are written as .eml files under ./.keyturn/mail/.",
+    )
+    mail_from: str | None = Field(
+        None, description='From: of every message, e.g. "Keyturn <no-reply@example.com>".'
+    )
+    smtp_timeout_seconds: float = Field(15.0, gt=0, le=300)
+    mail_max_attempts: int = Field(10, ge=1, le=100, description="Tries before a mail fails.")
+    mail_max_age_seconds: int = Field(
+        86400, ge=60, description="A mail not delivered within this fails (its links are stale)."
+    )
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
@@ -105,6 +121,31 @@ class Settings(BaseSettings):
     def _check_proxies(cls, value: list[str]) -> list[str]:
         for entry in value:
             ipaddress.ip_network(entry, strict=False)
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        parts = urlsplit(value.get_secret_value())
+        # The message names no part of the URL: it may carry the SMTP password.
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("must be smtp://[user:pass@]host:port or smtps://...")
+        try:
+            parts.port  # noqa: B018 - parsing the port raises on a non-number
+        except ValueError:
+            raise ValueError("has a port that is not a number") from None
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _check_mail_from(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        _name, address = parseaddr(value)
+        if "@" not in address or any(c in value for c in "\r\n"):
+            raise ValueError('must be an address, e.g. "Keyturn <no-reply@example.com>"')
         return value
 
     @field_validator("database_url")
@@ -144,6 +185,11 @@ class Settings(BaseSettings):
             self.argon2_time_cost < OWASP_ARGON2_TIME_COST
         ):
             problems.append("KEYTURN_ARGON2_* must not be below OWASP's Argon2id parameters.")
+        if self.smtp_url is None or not self.mail_from:
+            problems.append(
+                "KEYTURN_SMTP_URL and KEYTURN_MAIL_FROM must be set in production:"
+                " verification and password-reset mail cannot be sent without them."
+            )
         return problems
 
     def configuration_problems(self) -> list[str]:
@@ -158,6 +204,11 @@ class Settings(BaseSettings):
         if self.session_ttl_seconds > self.session_max_age_seconds:
             problems.append("KEYTURN_SESSION_TTL_SECONDS exceeds KEYTURN_SESSION_MAX_AGE_SECONDS.")
         return problems
+
+    @property
+    def mail_origin(self) -> str:
+        """Where the links in mail point: the public origin, else the issuer."""
+        return (self.public_origin or self.effective_issuer).rstrip("/")
 
     @property
     def cookies_secure(self) -> bool:

@@ -17,6 +17,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -51,6 +52,25 @@ HASHING_REFUSED = Counter(
     ["reason"],
 )
 AUDIT_EVENTS = Counter("keyturn_audit_events", "Audit events written, by event.", ["event"])
+MAILS_DELIVERED = Counter(
+    "keyturn_mails_delivered", "Mail handed to the SMTP server (or written as .eml).", ["message"]
+)
+MAILS_FAILED = Counter(
+    "keyturn_mails_failed",
+    "Mail given up on, by reason: rejected (5xx) or gave_up (attempts or age bound).",
+    ["reason"],
+)
+MAIL_RETRIES = Counter(
+    "keyturn_mail_retries",
+    "Delivery attempts to be tried again, by reason: connection, timeout, tls, auth, deferred.",
+    ["reason"],
+)
+# Every instance counts the same table: the largest recent reading is the depth.
+MAIL_OUTBOX_DEPTH = Gauge(
+    "keyturn_mail_outbox_pending",
+    "Messages waiting in the outbox, as last counted by a sender.",
+    multiprocess_mode="livemax",
+)
 REQUEST_SECONDS = Histogram(
     "keyturn_http_request_duration_seconds",
     "Time to answer an HTTP request, by method, route template and status.",

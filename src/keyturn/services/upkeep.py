@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from keyturn.clock import Clock
 from keyturn.config import Settings
 from keyturn.errors import ServiceUnavailableError
+from keyturn.mail.sender import MailSender
 from keyturn.services.auth import AuthService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.revocation import RevocationService
@@ -45,6 +46,7 @@ class Upkeep:
         keyring: KeyringService,
         auth: AuthService,
         channel: RevocationChannel | None = None,
+        mail: MailSender | None = None,
     ) -> None:
         self._settings = settings
         self._database = database
@@ -53,6 +55,7 @@ class Upkeep:
         self._keyring = keyring
         self._auth = auth
         self._channel = channel
+        self._mail = mail
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._feed_threads: CapacityLimiter | None = None
@@ -74,6 +77,10 @@ class Upkeep:
         if self._database.checkpoint_in_background:
             self._tasks.append(
                 asyncio.create_task(self._checkpoint_forever(), name="keyturn-checkpoint")
+            )
+        if self._mail is not None:
+            self._tasks.append(
+                asyncio.create_task(self._mail.run(self._stopping), name="keyturn-mail")
             )
         if self._channel is not None:
             self._tasks.append(
@@ -213,6 +220,9 @@ class Upkeep:
             rate_limit_store.purge_counters(
                 connection, older_than=now - timedelta(seconds=self._settings.login_window_seconds)
             )
+        if self._mail is not None:
+            mail = self._mail
+            self._purge_in_batches(lambda connection: mail.purge(connection, limit=PURGE_BATCH))
 
     def _purge_in_batches(self, delete_batch: Callable[[Connection], int]) -> None:
         while not self._stopping.is_set():

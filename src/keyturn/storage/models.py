@@ -217,3 +217,26 @@ audit_events = Table(
     Index(None, "occurred_at"),
     Index(None, "user_id"),
 )
+
+# Mail waiting for the sender in upkeep: a request only inserts here, in its own transaction.
+# `message` is the whole rendered RFC 5322 message (it holds single-use links) and is emptied
+# once the mail is sent or has failed; `claimed_until` is the lease of the sender delivering it.
+mail_outbox = Table(
+    "mail_outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(48), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("user_id", String(32)),
+    Column("message", LargeBinary()),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("claimed_until", UTCDateTime()),
+    Column("claim_token", String(32)),
+    Column("finished_at", UTCDateTime()),
+    Column("last_error", String(500)),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "finished_at"),
+)
