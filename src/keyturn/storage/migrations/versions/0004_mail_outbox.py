@@ -1,7 +1,7 @@
 """The mail outbox: messages waiting for the sender in upkeep.
 
-Revision ID: 0003_mail_outbox
-Revises: 0002
+Revision ID: 0004_mail_outbox
+Revises: 0003_revocation_feed
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from keyturn.storage.models import BigId, UTCDateTime
 
-revision = "0003_mail_outbox"
-down_revision = "0002"
+revision = "0004_mail_outbox"
+down_revision = "0003_revocation_feed"
 branch_labels = None
 depends_on = None
 
