@@ -25,6 +25,7 @@ pytestmark = pytest.mark.system
 WRONG_PASSWORD = "not the right passphrase"
 COMMON = {
     "KEYTURN_LOGIN_MAX_FAILURES": "3",
+    "KEYTURN_LOGIN_MAX_FAILURES_PER_IP": "3",
     "KEYTURN_TRUSTED_PROXIES": "127.0.0.1",
     "KEYTURN_REFRESH_REUSE_GRACE_SECONDS": "0",
     "KEYTURN_ISSUER": "http://auth.keyturn.test",  # one deployment, one issuer

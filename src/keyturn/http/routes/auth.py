@@ -292,11 +292,20 @@ async def end_session(
     return Response(status_code=204)
 
 
-@router.post("/password", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
+@router.post(
+    "/password",
+    status_code=204,
+    responses={
+        **_ERRORS,
+        429: {"model": Problem, "description": "Too many wrong current passwords; see Retry-After"},
+    },
+    openapi_extra=BEARER_SECURITY,
+)
 async def change_password(
     body: PasswordChangeRequest, claims: Claims, services: ServicesDep, context: ContextDep
 ) -> Response:
-    """Change the password; every other session of the caller ends."""
+    """Change the password; every other session of the caller ends. Wrong current passwords
+    count against the same limits as failed logins (429 past them)."""
     await run_in_threadpool(
         services.auth.change_password,
         claims,
