@@ -7,7 +7,9 @@ from keyturn.clock import Clock
 from keyturn.services.accounts import check_roles
 from keyturn.services.audit import AuditTrail
 from keyturn.services.context import NO_CONTEXT, RequestContext
+from keyturn.services.limits import login_account_key
 from keyturn.services.revocation import RevocationService
+from keyturn.state.protocols import RateLimiter
 from keyturn.storage import audit as audit_store
 from keyturn.storage import users as user_store
 from keyturn.storage.audit import AuditEvent
@@ -19,8 +21,15 @@ MAX_PAGE_SIZE = 200
 
 class AdminService:
     def __init__(
-        self, database: Database, clock: Clock, *, revocation: RevocationService, audit: AuditTrail
+        self,
+        database: Database,
+        clock: Clock,
+        *,
+        revocation: RevocationService,
+        audit: AuditTrail,
+        limiter: RateLimiter,
     ) -> None:
+        self._limiter = limiter
         self._database = database
         self._clock = clock
         self._revocation = revocation
@@ -90,6 +99,16 @@ class AdminService:
                 user_id=user_id,
                 context=context,
             )
+
+    def unlock_user(self, user_id: str, *, context: RequestContext = NO_CONTEXT) -> None:
+        """Clear the account's failed-login count, so the right password works again at
+        once (the per-address counts stay). Raises UserNotFoundError."""
+        _refuse_impossible_reference(user_id)
+        with self._database.transaction() as connection:
+            if user_store.find_user_by_id(connection, user_id) is None:
+                raise errors.UserNotFoundError()
+            self._audit.record(connection, "user_unlocked", user_id=user_id, context=context)
+        self._limiter.reset(login_account_key(user_id))
 
     def delete_user(self, user_id: str, *, context: RequestContext = NO_CONTEXT) -> None:
         """Delete a user: their sessions end first, so their access tokens stop working at
