@@ -43,8 +43,10 @@ from keyturn.services.audit import AuditTrail
 from keyturn.services.context import NO_CONTEXT, RequestContext
 from keyturn.services.keyring import KeyringService
 from keyturn.services.limits import (
+    KNOWN_ADDRESS_AGE,
     ClientLimits,
     address_key,
+    known_address_account_key,
     login_account_key,
     login_address_key,
 )
@@ -57,11 +59,6 @@ from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
 from keyturn.storage.group_commit import GroupCommit
 from keyturn.storage.users import UserRecord
-
-# How long a successful login makes its address (IPv6: its /64) known to the account: a
-# known address is not held back by the account's lock, only by its own per-address limit.
-KNOWN_ADDRESS_DAYS = 30
-KNOWN_ADDRESS_AGE = timedelta(days=KNOWN_ADDRESS_DAYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +86,15 @@ class _Rotation:
 
 @dataclass(frozen=True, slots=True)
 class _Reserved:
-    """The counters a password attempt reserved (None: not reserved)."""
+    """The counters a password attempt reserved: the account's (or, under the known-address
+    exception, that address's own allowance for the account), and the address's (None
+    without an address). `own_allowance` names the known-address counter a failure from a
+    known address also counts on (None when the exception does not apply)."""
 
-    account: str | None
+    account: str
     address: str | None
+    own_allowance: str | None
+    user_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +217,7 @@ class AuthService:
         else:
             matched = self._hashing.verify_password(user.password_hash, password)
         if not matched:  # the reserved counts stay: they are this failure
+            self._count_failure(counters, context)
             self._record_event("login_failed", user_id=user.id if user else None, context=context)
             raise errors.InvalidCredentialsError()
         assert user is not None  # noqa: S101 - matched implies a user
@@ -255,10 +258,11 @@ class AuthService:
         reservations back, so only failures (and attempts still in flight) count. The account
         is counted by user id, so its email and its username share one allowance; an
         identifier that names no account is counted as typed, and is answered the same way.
-        An address that logged into this account before is not held back by the account's
-        lock (which anyone can trigger by guessing), only by its own per-address limit, unless
-        `known_address_passes` is False: a password change is asked with the account's own
-        token, which a thief uses from wherever the victim's browser is.
+        An address that logged into this account before has an allowance of its own (the
+        same size): failures from it count there and on the account, and while the account
+        is locked by failures from elsewhere (which anyone can cause by guessing) it may still
+        try until its own allowance is used up. Not for password changes
+        (`known_address_passes` False): a stolen token is used from wherever the owner is.
         """
         address = login_address_key(context.ip) if context.ip else None
         if address is not None:
@@ -270,24 +274,43 @@ class AuthService:
             if wait is not None:
                 self._refuse_attempt(wait, event=event, user=user, context=context)
         account = login_account_key(subject)
-        wait = self._limiter.reserve(
-            account, limit=self._settings.login_max_failures, window=self._login_window
+        own = (
+            known_address_account_key(subject, context.ip)
+            if known_address_passes and context.ip
+            else None
         )
-        if wait is not None:
-            # Asked for unknown accounts too, so a lock answers as fast either way.
-            if known_address_passes and self._is_known_address(user.id if user else None, context):
-                return _Reserved(account=None, address=address)
-            if address is not None:
-                self._limiter.undo(address)  # refused untried: not a failure
-            self._refuse_attempt(wait, event=event, user=user, context=context)
-        return _Reserved(account=account, address=address)
+        reserved = _Reserved(account, address, own, user.id if user else None)
+        limit = self._settings.login_max_failures
+        wait = self._limiter.reserve(account, limit=limit, window=self._login_window)
+        if wait is None:
+            return reserved
+        # Asked for unknown accounts too, so a lock answers as fast either way.
+        if (
+            own is not None
+            and self._is_known_address(reserved.user_id, context)
+            and self._limiter.reserve(own, limit=limit, window=self._login_window) is None
+        ):
+            return _Reserved(own, address, None, reserved.user_id)
+        if address is not None:
+            self._limiter.undo(address)  # refused untried: not a failure
+        self._refuse_attempt(wait, event=event, user=user, context=context)
+
+    def _count_failure(self, reserved: _Reserved, context: RequestContext) -> None:
+        """A failure from an address the account knows also uses up that address's own
+        allowance (the reservations already count it everywhere else)."""
+        if reserved.own_allowance is not None and self._is_known_address(reserved.user_id, context):
+            self._limiter.hit(
+                reserved.own_allowance,
+                limit=self._settings.login_max_failures,
+                window=self._login_window,
+            )
 
     def _release_attempt(self, reserved: _Reserved) -> None:
-        """The attempt succeeded: the address gets its count back, the account starts over."""
+        """The attempt succeeded: the address gets its count back, the account (or the
+        address's own allowance for it) starts over."""
         if reserved.address is not None:
             self._limiter.undo(reserved.address)
-        if reserved.account is not None:
-            self._limiter.reset(reserved.account)
+        self._limiter.reset(reserved.account)
 
     def _refuse_attempt(
         self, wait: int, *, event: str, user: UserRecord | None, context: RequestContext

@@ -19,6 +19,9 @@ from keyturn.state.protocols import RateLimiter
 
 REFRESH_WINDOW = timedelta(minutes=1)
 IPV6_CLIENT_PREFIX = 64
+# How long a successful login makes its address (IPv6: its /64) known to the account.
+KNOWN_ADDRESS_DAYS = 30
+KNOWN_ADDRESS_AGE = timedelta(days=KNOWN_ADDRESS_DAYS)
 
 
 def address_key(ip: str) -> str:
@@ -42,6 +45,11 @@ def login_account_key(subject: str) -> str:
     """The login failure counter of an account: its user id, or for an identifier that names
     no account, the identifier as typed (normalised)."""
     return "login:account:" + subject
+
+
+def known_address_account_key(subject: str, ip: str) -> str:
+    """The allowance of its own an account gives an address it logged in from before."""
+    return login_account_key(f"{subject}:from:{address_key(ip)}")
 
 
 def login_address_key(ip: str) -> str:
