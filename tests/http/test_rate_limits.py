@@ -471,3 +471,29 @@ async def test_password_change_guesses_are_limited_and_audited(
     assert [event["user_id"] for event in failed] == [ada.user["id"]] * 5
     assert [event["user_id"] for event in locked] == [ada.user["id"]] * 21
     assert (await login(api, "ada@example.com", create=False)).access_token  # known address
+
+
+async def test_every_forwarded_for_line_is_read_and_the_proxys_own_wins(
+    make_api: ApiFactory,
+) -> None:
+    """A trusted proxy that appends its own X-Forwarded-For line after the client's: the
+    client's line cannot name the address that counts, however it changes."""
+    api = await make_api(login_max_failures_per_ip=2, trusted_proxies=[PROXY])
+    await register(api, "ada@example.com")
+
+    def lines(forged: str) -> list[tuple[str, str]]:
+        return [("X-Forwarded-For", forged), ("X-Forwarded-For", "198.51.100.95")]
+
+    for n in range(2):
+        await api.post(
+            "/api/auth/login",
+            json={"email": f"user{n}@example.com", "password": WRONG_PASSWORD},
+            headers=lines(f"192.0.2.{n}"),
+        )
+    locked = await api.post(
+        "/api/auth/login",
+        json={"email": "ada@example.com", "password": DEFAULT_PASSWORD},
+        headers=lines("192.0.2.99"),
+    )
+
+    assert_locked(locked, window=900)
