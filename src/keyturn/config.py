@@ -56,7 +56,10 @@ class Settings(BaseSettings):
     issuer: str | None = Field(None, description="`iss` of access tokens; http://HOST:PORT.")
     audience: str = "keyturn"
 
-    login_max_failures: int = Field(5, ge=1)
+    login_max_failures: int = Field(5, ge=1, description="Failed logins per account per window.")
+    login_max_failures_per_ip: int = Field(
+        100, ge=1, description="Failed logins per client address (IPv6: per /64) per window."
+    )
     login_window_seconds: int = Field(900, ge=1)
     register_max_per_ip: int = Field(20, ge=1, description="Registrations per IP per window.")
     refresh_max_per_ip: int = Field(600, ge=1, description="Refreshes per client IP per minute.")

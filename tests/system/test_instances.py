@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.system
 WRONG_PASSWORD = "not the right passphrase"
 COMMON = {
     "KEYTURN_LOGIN_MAX_FAILURES": "3",
+    "KEYTURN_LOGIN_MAX_FAILURES_PER_IP": "3",
     "KEYTURN_TRUSTED_PROXIES": "127.0.0.1",
     "KEYTURN_REFRESH_REUSE_GRACE_SECONDS": "0",
     "KEYTURN_ISSUER": "http://auth.keyturn.test",  # one deployment, one issuer
@@ -168,7 +170,10 @@ def test_two_instances_share_postgresql_and_redis(
     assert redis_database.client.get(key) == b"1"
     assert 0 < redis_database.client.pttl(key) <= (900 + 60) * 1000
     counters = [k for k in redis_database.keyturn_keys() if k.startswith("keyturn:ratelimit:")]
-    assert "keyturn:ratelimit:login:account:cyd@example.com" in counters
+    # A known account is counted by its user id, an unknown identifier as typed.
+    accounts = [k.removeprefix("keyturn:ratelimit:login:account:") for k in counters]
+    assert any(re.fullmatch(r"[0-9a-f]{32}", account) for account in accounts), counters
+    assert "x@example.com" in accounts
     assert all(redis_database.client.pttl(k) > 0 for k in counters)
 
 

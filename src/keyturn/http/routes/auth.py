@@ -301,7 +301,15 @@ async def end_session(
     return Response(status_code=204)
 
 
-@router.post("/password", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
+@router.post(
+    "/password",
+    status_code=204,
+    responses={
+        **_ERRORS,
+        429: {"model": Problem, "description": "Too many wrong current passwords; see Retry-After"},
+    },
+    openapi_extra=BEARER_SECURITY,
+)
 async def change_password(
     body: PasswordChangeRequest,
     request: Request,
@@ -309,7 +317,8 @@ async def change_password(
     services: ServicesDep,
     context: ContextDep,
 ) -> Response:
-    """Change the password; every other session of the caller ends. 503 `overloaded` with
+    """Change the password; every other session of the caller ends. Wrong current passwords
+    count against the same limits as failed logins (429 past them); 503 `overloaded` with
     `Retry-After` while too many passwords wait to be hashed."""
     await services.hashing.run(
         functools.partial(
