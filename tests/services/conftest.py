@@ -38,6 +38,7 @@ def make_services(sqlite_url: str, clock: FrozenClock) -> Iterator[ServicesFacto
     yield make
     for services in built:
         services.database.dispose()
+        services.password_hashing.close()
 
 
 @pytest.fixture

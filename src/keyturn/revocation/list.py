@@ -15,7 +15,6 @@ class RevocationList:
     def __init__(self) -> None:
         self._sessions: dict[str, float] = {}
         self._tokens: dict[str, float] = {}
-        self.cursor = 0
         self.synced_at = time.monotonic()
 
     def revoke_session(self, session_id: str, *, until: float) -> None:

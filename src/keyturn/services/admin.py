@@ -9,6 +9,12 @@ from keyturn.clock import Clock
 from keyturn.core.audit import AuditEvent
 from keyturn.core.context import NO_CONTEXT, RequestContext
 from keyturn.core.sessions import UserRecord
+from keyturn.ratelimit.limits import (
+    KNOWN_ADDRESS_AGE,
+    known_address_account_key,
+    login_account_key,
+)
+from keyturn.ratelimit.protocol import RateLimiter
 from keyturn.revocation.service import RevocationService
 from keyturn.services.accounts import check_roles
 from keyturn.services.audit import AuditTrail
@@ -21,8 +27,15 @@ MAX_PAGE_SIZE = 200
 
 class AdminService:
     def __init__(
-        self, database: Database, clock: Clock, *, revocation: RevocationService, audit: AuditTrail
+        self,
+        database: Database,
+        clock: Clock,
+        *,
+        revocation: RevocationService,
+        audit: AuditTrail,
+        limiter: RateLimiter,
     ) -> None:
+        self._limiter = limiter
         self._database = database
         self._clock = clock
         self._revocation = revocation
@@ -94,6 +107,21 @@ class AdminService:
                 user_id=user_id,
                 context=context,
             )
+
+    def unlock_user(self, user_id: str, *, context: RequestContext = NO_CONTEXT) -> None:
+        """Clear the account's failed-login counts (its own, and the allowance of each address
+        it logged in from before), so the right password works again at once; the counts per
+        client address stay. Raises UserNotFoundError."""
+        _refuse_impossible_reference(user_id)
+        since = self._clock.now() - KNOWN_ADDRESS_AGE
+        with self._database.transaction() as connection:
+            if user_store.find_user_by_id(connection, user_id) is None:
+                raise errors.UserNotFoundError()
+            known = audit_store.login_addresses(connection, user_id, since=since)
+            self._audit.record(connection, "user_unlocked", user_id=user_id, context=context)
+        self._limiter.reset(login_account_key(user_id))
+        for ip in dict.fromkeys(known):
+            self._limiter.reset(known_address_account_key(user_id, ip))
 
     def delete_user(self, user_id: str, *, context: RequestContext = NO_CONTEXT) -> None:
         """Delete a user: their sessions end first, so their access tokens stop working at

@@ -13,6 +13,8 @@ from keyturn.config import Settings
 from keyturn.core.cache import BoundedTtlCache
 from keyturn.core.passwords import Argon2Parameters, PasswordHashing
 from keyturn.core.sessions import UserRecord
+from keyturn.mail.sender import Mailer, MailSender
+from keyturn.mail.transports import DEVELOPMENT_MAIL_DIR, FileTransport, SmtpTransport, Transport
 from keyturn.ratelimit.database import DatabaseRateLimiter
 from keyturn.ratelimit.limits import ClientLimits
 from keyturn.ratelimit.memory import MemoryRateLimiter
@@ -26,9 +28,10 @@ from keyturn.services.accounts import AccountService
 from keyturn.services.admin import AdminService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.browser import BrowserService
+from keyturn.services.hashing import HashingGate
 from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
-from keyturn.services.login import LoginService
+from keyturn.services.login import LoginService, LoginThrottle
 from keyturn.services.rotation import RotationService
 from keyturn.services.sessions import SessionService
 from keyturn.services.upkeep import Upkeep
@@ -54,8 +57,11 @@ class Services:
     limiter: RateLimiter
     upkeep: Upkeep
     browser: BrowserService
+    hashing: HashingGate
+    password_hashing: PasswordHashing
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
+    mail: Mailer | None = None
 
     async def start(self) -> None:
         """Apply pending migrations, load keys (creating the first), catch up with the
@@ -75,6 +81,7 @@ class Services:
             await self.upkeep.stop()
         finally:
             self.database.dispose()
+            self.password_hashing.close()
             if self.redis is not None:
                 self.redis.close()
 
@@ -85,8 +92,19 @@ def password_hashing(settings: Settings) -> PasswordHashing:
             memory_kib=settings.argon2_memory_kib,
             time_cost=settings.argon2_time_cost,
             parallelism=settings.argon2_parallelism,
-        )
+        ),
+        threads=settings.hashing_threads,
     )
+
+
+def mail_transport(settings: Settings) -> Transport:
+    """SMTP when KEYTURN_SMTP_URL is set; else (development: production refuses to start)
+    .eml files under ./.keyturn/mail/."""
+    if settings.smtp_url is not None:
+        return SmtpTransport(
+            settings.smtp_url.get_secret_value(), timeout=settings.smtp_timeout_seconds
+        )
+    return FileTransport(DEVELOPMENT_MAIL_DIR)
 
 
 def build_services(
@@ -119,12 +137,14 @@ def build_services(
         revocation.hooks.append(channel.publish)
         extra_probes["redis"] = link.ping
     client_limits = ClientLimits(settings, shared=limiter, fast=fast_limiter)
+    mail_sender = MailSender(settings, database, clock, transport=mail_transport(settings))
     access = AccessService(
         settings, database, clock, keyring=keyring, revocation=revocation, user_cache=user_cache
     )
     issuing = IssuingService(
-        settings, database, clock, keyring=keyring, audit=audit, user_cache=user_cache
+        settings, clock, keyring=keyring, revocation=revocation, audit=audit, user_cache=user_cache
     )
+    throttle = LoginThrottle(settings, database, clock, limiter=limiter, audit=audit)
     return Services(
         settings=settings,
         clock=clock,
@@ -134,7 +154,7 @@ def build_services(
         access=access,
         issuing=issuing,
         login=LoginService(
-            settings, database, hashing=hashing, limiter=limiter, audit=audit, issuing=issuing
+            database, hashing=hashing, throttle=throttle, audit=audit, issuing=issuing
         ),
         rotation=RotationService(
             settings,
@@ -145,9 +165,15 @@ def build_services(
             client_limits=client_limits,
         ),
         sessions=SessionService(
-            database, clock, hashing=hashing, revocation=revocation, audit=audit, access=access
+            database,
+            clock,
+            hashing=hashing,
+            revocation=revocation,
+            audit=audit,
+            access=access,
+            throttle=throttle,
         ),
-        admin=AdminService(database, clock, revocation=revocation, audit=audit),
+        admin=AdminService(database, clock, revocation=revocation, audit=audit, limiter=limiter),
         revocation=revocation,
         limiter=limiter,
         upkeep=Upkeep(
@@ -157,8 +183,12 @@ def build_services(
             revocation=revocation,
             keyring=keyring,
             channel=channel,
+            mail=mail_sender,
         ),
         browser=BrowserService(settings, database, clock),
+        hashing=HashingGate(threads=hashing.threads, max_waiting=settings.hashing_queue_max),
+        password_hashing=hashing,
         extra_probes=extra_probes,
         redis=link,
+        mail=Mailer(settings, clock, sender=mail_sender),
     )

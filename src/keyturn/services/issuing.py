@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from keyturn import wire
 from keyturn.clock import Clock
@@ -15,11 +15,11 @@ from keyturn.core.context import RequestContext
 from keyturn.core.refresh import hash_refresh_token, new_refresh_token
 from keyturn.core.sessions import Session, SessionLifetimes, UserRecord, new_session_id
 from keyturn.core.tokens import AccessClaims, mint_access_token
+from keyturn.revocation.service import RevocationBatch, RevocationService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.keyring import KeyringService
 from keyturn.storage import sessions as session_store
 from keyturn.storage import users as user_store
-from keyturn.storage.db import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,17 +53,17 @@ class IssuingService:
     def __init__(
         self,
         settings: Settings,
-        database: Database,
         clock: Clock,
         *,
         keyring: KeyringService,
+        revocation: RevocationService,
         audit: AuditTrail,
         user_cache: BoundedTtlCache[str, UserRecord],
     ) -> None:
         self._settings = settings
-        self._database = database
         self._clock = clock
         self._keyring = keyring
+        self._revocation = revocation
         self._audit = audit
         self._user_cache = user_cache
         self._issuer = settings.effective_issuer
@@ -78,7 +78,7 @@ class IssuingService:
         upgraded_hash: str | None,
     ) -> IssuedTokens:
         """Open a session for `user` (storing `upgraded_hash` in the same transaction) and
-        issue its first tokens."""
+        issue its first tokens; the user's oldest sessions beyond the cap end."""
         now = self._clock.now()
         lifetimes = self._lifetimes(remember_me)
         session = Session(
@@ -95,7 +95,8 @@ class IssuingService:
             client_id=context.client_id or wire.DEFAULT_CLIENT_ID,
         )
         refresh_token = new_refresh_token()
-        with self._database.transaction() as connection:
+        with self._revocation.batch() as batch:
+            connection = batch.connection
             if upgraded_hash is not None:
                 user_store.set_password_hash(connection, user.id, upgraded_hash, now=now)
             session_store.insert_session(connection, session)
@@ -113,6 +114,7 @@ class IssuingService:
                 session_id=session.id,
                 context=context,
             )
+            self._end_sessions_over_limit(batch, user.id, now=now, context=context)
         self._user_cache.put(user.id, user)
         return self.issue_tokens(
             user,
@@ -121,6 +123,26 @@ class IssuingService:
             refresh_token=refresh_token,
             remember_me=remember_me,
         )
+
+    def _end_sessions_over_limit(
+        self, batch: RevocationBatch, user_id: str, *, now: datetime, context: RequestContext
+    ) -> None:
+        """End the user's oldest live sessions beyond KEYTURN_MAX_SESSIONS_PER_USER.
+
+        Every login stores a session, and correct logins are not counted by the lockout:
+        without a cap, one account's password could fill the database (and every listing of
+        its sessions) without bound. The ended sessions' access tokens stop too."""
+        limit = self._settings.max_sessions_per_user
+        over = session_store.live_session_ids_beyond(batch.connection, user_id, now=now, keep=limit)
+        for revocation in batch.end_sessions(over, reason="session_limit"):
+            self._audit.record(
+                batch.connection,
+                "session_evicted",
+                user_id=user_id,
+                session_id=revocation.subject,
+                context=context,
+                detail={"limit": limit},
+            )
 
     def _lifetimes(self, remember_me: bool) -> SessionLifetimes:
         return self._lifetimes_by_remember_me[remember_me]

@@ -14,6 +14,7 @@ from keyturn.revocation.service import RevocationService
 from keyturn.services.access import AccessService
 from keyturn.services.accounts import check_password
 from keyturn.services.audit import AuditTrail
+from keyturn.services.login import LoginThrottle
 from keyturn.storage import sessions as session_store
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
@@ -31,6 +32,7 @@ class SessionService:
         revocation: RevocationService,
         audit: AuditTrail,
         access: AccessService,
+        throttle: LoginThrottle,
     ) -> None:
         self._database = database
         self._clock = clock
@@ -38,6 +40,9 @@ class SessionService:
         self._revocation = revocation
         self._audit = audit
         self._access = access
+        self._reserve_attempt = throttle.reserve_attempt
+        self._release_attempt = throttle.release_attempt
+        self._record_event = throttle.record_event
 
     def session_of_refresh_token(self, refresh_token: str) -> Session | None:
         """The session a refresh token belongs to (ended or not); None for an unknown one."""
@@ -124,11 +129,23 @@ class SessionService:
     ) -> None:
         """Replace the password and end the user's other sessions.
 
-        Raises InvalidCredentialsError for a wrong current password, WeakPasswordError.
+        The current password is guessed under the login limits (a stolen access token must
+        not become an unlimited password oracle), and every wrong one is audited.
+        Raises InvalidCredentialsError for a wrong current password, TooManyRequestsError
+        past the failure limits, WeakPasswordError.
         """
         user = self._access.load_user(claims.subject)
+        counters = self._reserve_attempt(
+            user.id,
+            user,
+            context=context,
+            event="password_change_locked",
+            known_address_passes=False,
+        )
         if not self._hashing.verify_password(user.password_hash, current_password):
+            self._record_event("password_change_failed", user_id=user.id, context=context)
             raise errors.InvalidCredentialsError("The current password is incorrect.")
+        self._release_attempt(counters)
         check_password(new_password, email=user.email, username=user.username)
         new_hash = self._hashing.hash_password(new_password)
         with self._revocation.batch() as batch:
