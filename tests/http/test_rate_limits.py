@@ -70,6 +70,20 @@ async def test_failed_logins_lock_the_account_even_for_the_right_password(
     assert other.access_token
 
 
+async def test_login_is_locked_after_max_failures_even_with_the_right_password(make_api) -> None:
+    api = await make_api(login_max_failures=3)
+    await register(api)
+    for _ in range(3):
+        await api.post(
+            "/api/auth/login", json={"email": "ada@example.com", "password": "wrong password"}
+        )
+    locked = await api.post(
+        "/api/auth/login", json={"email": "ada@example.com", "password": DEFAULT_PASSWORD}
+    )
+    assert error_of(locked) == (429, "too_many_requests")
+    assert int(locked.headers["retry-after"]) > 0
+
+
 async def test_failed_logins_lock_the_address_for_every_account(
     make_api: ApiFactory, backend: dict[str, Any]
 ) -> None:
