@@ -31,7 +31,7 @@ def make_services(sqlite_url: str, clock: FrozenClock) -> Iterator[ServicesFacto
         values.update(overrides)
         services = build_services(Settings(_env_file=None, **values), clock=clock)  # type: ignore[call-arg]
         services.keyring.ensure_signing_key()
-        services.revocation.sync_now()
+        services.feed.sync_now()
         built.append(services)
         return services
 

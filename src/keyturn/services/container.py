@@ -21,6 +21,7 @@ from keyturn.ratelimit.memory import MemoryRateLimiter
 from keyturn.ratelimit.protocol import RateLimiter
 from keyturn.ratelimit.redis import RedisRateLimiter
 from keyturn.revocation.channel import RevocationChannel
+from keyturn.revocation.feed import RevocationFeed
 from keyturn.revocation.list import RevocationList
 from keyturn.revocation.service import RevocationService
 from keyturn.services.access import AccessService
@@ -54,6 +55,7 @@ class Services:
     sessions: SessionService
     admin: AdminService
     revocation: RevocationService
+    feed: RevocationFeed
     limiter: RateLimiter
     upkeep: Upkeep
     browser: BrowserService
@@ -68,7 +70,7 @@ class Services:
         revocation feed, start upkeep."""
         await to_thread.run_sync(upgrade_database, self.database)
         await to_thread.run_sync(self.keyring.ensure_signing_key)
-        await to_thread.run_sync(self.revocation.sync_now)
+        await to_thread.run_sync(self.feed.sync_now)
         await to_thread.run_sync(self.browser.load_key)
         self.upkeep.start()
 
@@ -122,6 +124,7 @@ def build_services(
     revocation = RevocationService(
         settings, database, clock, revocations=RevocationList(), user_cache=user_cache
     )
+    feed = RevocationFeed(database, clock, revocation=revocation)
     keyring = KeyringService(settings, database, clock)
     # Login failures and registrations are counted where every instance sees them: Redis,
     # else the database. Refreshes never cost a database write: Redis, else per process.
@@ -175,12 +178,14 @@ def build_services(
         ),
         admin=AdminService(database, clock, revocation=revocation, audit=audit, limiter=limiter),
         revocation=revocation,
+        feed=feed,
         limiter=limiter,
         upkeep=Upkeep(
             settings,
             database,
             clock,
             revocation=revocation,
+            feed=feed,
             keyring=keyring,
             channel=channel,
             mail=mail_sender,

@@ -20,6 +20,7 @@ from keyturn.config import Settings
 from keyturn.errors import ServiceUnavailableError
 from keyturn.mail.sender import MailSender
 from keyturn.revocation.channel import RevocationChannel
+from keyturn.revocation.feed import RevocationFeed
 from keyturn.revocation.service import RevocationService
 from keyturn.services.keyring import KeyringService
 from keyturn.storage import rate_limits as rate_limit_store
@@ -43,6 +44,7 @@ class Upkeep:
         clock: Clock,
         *,
         revocation: RevocationService,
+        feed: RevocationFeed,
         keyring: KeyringService,
         channel: RevocationChannel | None = None,
         mail: MailSender | None = None,
@@ -51,6 +53,7 @@ class Upkeep:
         self._database = database
         self._clock = clock
         self._revocation = revocation
+        self._feed = feed
         self._keyring = keyring
         self._channel = channel
         self._mail = mail
@@ -109,8 +112,8 @@ class Upkeep:
         while await self._pause(self._settings.revocation_poll_seconds):
             polls += 1
             try:
-                read = await self._on_feed_thread(self._revocation.fetch_new)
-                self._revocation.apply_fetched(read)
+                read = await self._on_feed_thread(self._feed.fetch_new)
+                self._feed.apply_fetched(read)
                 if self._keyring.take_reload_request() or polls % _KEY_RELOAD_EVERY == 0:
                     await self._on_feed_thread(self._keyring.reload)
             except ServiceUnavailableError as error:
