@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from keyturn.config import Settings
+from keyturn.core.sealing import new_sealing_key
 
 DOCS = Path(__file__).parents[2] / "docs" / "configuration.md"
 
@@ -30,9 +31,16 @@ def test_production_problems_name_each_unsafe_setting() -> None:
         argon2_memory_kib=1024,
     )
     problems = " ".join(unsafe.production_problems())
-    for name in ["KEYTURN_DEBUG", "KEYTURN_SECRET_KEY", "KEYTURN_COOKIE_SECURE", "KEYTURN_ARGON2"]:
+    for name in [
+        "KEYTURN_DEBUG",
+        "KEYTURN_SECRET_KEY",
+        "KEYTURN_COOKIE_SECURE",
+        "KEYTURN_ARGON2",
+        "KEYTURN_SECRETS_KEY",
+    ]:
         assert name in problems
-    assert Settings(_env_file=None, env="production").production_problems() == []  # type: ignore[call-arg]
+    safe = Settings(_env_file=None, env="production", secrets_key=new_sealing_key())  # type: ignore[call-arg]
+    assert safe.production_problems() == []
 
 
 def test_hs256_without_a_long_key_cannot_start_anywhere() -> None:

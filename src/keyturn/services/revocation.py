@@ -23,7 +23,13 @@ from keyturn.state.memory import BoundedTtlCache, RevocationList
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
-from keyturn.storage.revocations import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
+from keyturn.storage.revocations import (
+    KIND_KEY,
+    KIND_SESSION,
+    KIND_TOKEN,
+    KIND_USER,
+    Revocation,
+)
 from keyturn.storage.users import UserRecord
 
 logger = logging.getLogger("keyturn.revocation")
@@ -48,6 +54,8 @@ class RevocationService:
         self._user_cache = user_cache
         self._coverage = timedelta(seconds=settings.access_ttl_seconds + CLOCK_SKEW_SECONDS)
         self.hooks: list[RevocationHook] = []
+        # Called with the kid of each signing key revoked (here, or on another instance).
+        self.key_listeners: list[Callable[[str], None]] = []
 
     # Writing: in a transaction whose revocations are published once it has committed.
 
@@ -92,6 +100,9 @@ class RevocationService:
                 self.revocations.revoke_token(revocation.subject, until=until)
             elif revocation.kind == KIND_USER:
                 self._user_cache.discard(revocation.subject)
+            elif revocation.kind == KIND_KEY:
+                for listener in self.key_listeners:
+                    listener(revocation.subject)
 
     # The feed.
 
