@@ -3,14 +3,17 @@ verify nothing: a leaked private key stops working."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
 from typing import Any
 
 import httpx
 import jwt
+import pytest
 
 from keyturn.clock import FrozenClock
-from tests.conftest import TEST_ISSUER, ApiFactory
+from tests.conftest import TEST_ISSUER, ApiFactory, RedisDatabase
 from tests.support import Login, bearer, login
 
 ACCESS_TTL = 900
@@ -157,3 +160,31 @@ async def test_issuer_and_audience_of_forged_tokens_still_matter(
     assert claims_of(tokens.access_token)["iss"] == TEST_ISSUER
     kid = jwt.get_unverified_header(tokens.access_token)["kid"]
     assert (await me(api, forge(api, clock, tokens, kid=kid)))[0] == 200
+
+
+@pytest.mark.redis
+async def test_revoked_key_reaches_another_instance_through_redis_at_once(
+    make_api: ApiFactory, redis_database: RedisDatabase
+) -> None:
+    """With Redis, a key revocation reaches the other instance long before its next poll of
+    the database feed (5 s here), as a logout does."""
+    settings = {
+        "redis_url": redis_database.url,
+        "revocation_poll_seconds": 5,
+        "revocation_max_staleness_seconds": 30,
+    }
+    first = await make_api(**settings)
+    second = await make_api(**settings)
+    await asyncio.sleep(0.3)  # both subscribed
+    tokens = await login(first)
+    kid = jwt.get_unverified_header(tokens.access_token)["kid"]
+    assert (await me(second, tokens.access_token))[0] == 200
+
+    services = services_of(first)
+    services.keyring.revoke(kid, revocation=services.revocation)
+
+    started = time.monotonic()
+    while (await me(second, tokens.access_token))[0] == 200:
+        assert time.monotonic() - started < 1.0, "the revoked key still verifies"
+        await asyncio.sleep(0.02)
+    assert await me(second, tokens.access_token) == (401, "invalid_token")
