@@ -38,7 +38,9 @@ class Sealer:
             self._fernets = [Fernet(key.strip().encode("ascii")) for key in keys]
         except (ValueError, UnicodeError) as exc:
             raise SealingError(
-                "a sealing key must be 32 random bytes in url-safe base64 (44 characters)"
+                "a sealing key (KEYTURN_SECRETS_KEY, KEYTURN_SECRETS_KEY_FILE or"
+                " KEYTURN_SECRETS_OLD_KEYS) must be 32 random bytes in url-safe base64"
+                " (44 characters)"
             ) from exc
         self._all = MultiFernet(self._fernets)
 
@@ -55,7 +57,7 @@ class Sealer:
         except (InvalidToken, UnicodeError) as exc:
             raise SealingError(
                 "a stored secret does not open with the configured sealing keys"
-                " (KEYTURN_SECRETS_KEY and KEYTURN_SECRETS_OLD_KEYS)"
+                " (KEYTURN_SECRETS_KEY, KEYTURN_SECRETS_KEY_FILE, KEYTURN_SECRETS_OLD_KEYS)"
             ) from exc
 
     def needs_resealing(self, value: str) -> bool:
