@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -32,6 +33,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REDIS_TEST_URL = os.environ.get("KEYTURN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_ISSUER = "http://keyturn.test"
 TEST_CLIENT_ADDRESS = ("203.0.113.7", 40000)
+TEST_SECRETS_KEY = Fernet.generate_key().decode()
 
 
 def missing_service(reason: str) -> None:
@@ -232,6 +234,9 @@ def make_settings(database_url: str) -> SettingsFactory:
             "argon2_memory_kib": 1024,
             "argon2_time_cost": 1,
             "revocation_poll_seconds": 0.1,
+            # Set, so that apps do not depend on the directory a test runs in (the generated
+            # development key lives under the working directory).
+            "secrets_key": TEST_SECRETS_KEY,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

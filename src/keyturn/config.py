@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     session_max_age_seconds: int = Field(7776000, ge=60, description="Absolute session lifetime.")
     refresh_reuse_grace_seconds: int = Field(10, ge=0, le=300)
 
+    secrets_key: SecretStr | None = Field(
+        None, description="Seals secrets at rest (signing keys, CSRF key); a Fernet key."
+    )
+    secrets_key_file: Path | None = Field(
+        None, description="File holding the sealing key (first line) and older keys (next lines)."
+    )
+    secrets_old_keys: SecretStr | None = Field(
+        None, description="Comma-separated older sealing keys: they unseal, never seal."
+    )
+
     jwt_algorithm: Algorithm = "EdDSA"
     secret_key: SecretStr | None = Field(None, description="HMAC key for HS256, 32+ bytes.")
     issuer: str | None = Field(None, description="`iss` of access tokens; http://HOST:PORT.")
@@ -180,6 +190,11 @@ class Settings(BaseSettings):
                     "KEYTURN_SECRET_KEY must hold at least 32 bytes when KEYTURN_JWT_ALGORITHM"
                     " is HS256."
                 )
+        if self.secrets_key is None and self.secrets_key_file is None:
+            problems.append(
+                "KEYTURN_SECRETS_KEY (or KEYTURN_SECRETS_KEY_FILE) must be set in production:"
+                " it seals the signing keys and other secrets at rest."
+            )
         if self.cookie_secure is False:
             problems.append("KEYTURN_COOKIE_SECURE must not be off in production.")
         if self.issuer and not self.issuer.startswith("https://"):

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from keyturn.state.redis import RedisLink, RevocationChannel, decode_message, encode_message
-from keyturn.storage.revocations import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
+from keyturn.storage.revocations import KIND_KEY, KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
 from tests.conftest import RedisDatabase
 from tests.system.processes import free_port
 
@@ -25,6 +25,7 @@ def test_messages_round_trip() -> None:
         revocation(KIND_SESSION, "s1"),
         revocation(KIND_TOKEN, "t1"),
         revocation(KIND_USER, "u"),
+        revocation(KIND_KEY, "kid-1"),
     ]
     origin, received = decode_message(encode_message("me", sent))
     assert origin == "me"

@@ -82,13 +82,19 @@ def test_password_on_the_command_line_is_not_accepted(workdir: Path) -> None:
     assert result.returncode != 0
 
 
+def kids_listed(workdir: Path) -> list[str]:
+    """The first word of each line of `keyturn keys list`: the kids."""
+    listing = run_cli("keys", "list", cwd=workdir).stdout
+    return [line.split()[0] for line in listing.strip().splitlines()]
+
+
 def test_db_upgrade_and_keys_rotate(workdir: Path) -> None:
     upgrade = run_cli("db", "upgrade", cwd=workdir)
     assert upgrade.returncode == 0 and "revision" in upgrade.stdout
-    before = run_cli("keys", "list", cwd=workdir).stdout.split()
+    before = kids_listed(workdir)
     rotate = run_cli("keys", "rotate", cwd=workdir)
     assert rotate.returncode == 0, rotate.stderr
-    after = run_cli("keys", "list", cwd=workdir).stdout.split()
+    after = kids_listed(workdir)
     assert len(before) == 1 and set(before) < set(after) and len(after) == 2
 
 

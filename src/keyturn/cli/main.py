@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from keyturn import __version__
 from keyturn.cli import db, keys, serve, users
+from keyturn.core.sealing import SealingError
 from keyturn.errors import KeyturnError
 
 
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for e in error.errors()
         )
         print(f"keyturn: invalid setting: {problems}", file=sys.stderr)
-    except (CommandError, ValueError) as error:
+    except (CommandError, SealingError, ValueError) as error:
         print(f"keyturn: {error}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130

@@ -16,6 +16,7 @@ from keyturn.config import Settings
 from keyturn.observability.logging import logging_config
 from keyturn.observability.metrics import MULTIPROCESS_ENV
 from keyturn.services.container import build_services
+from keyturn.services.sealing import seal_stored_secrets
 from keyturn.storage.migrations import upgrade_database
 
 
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     # Done once here, before any worker starts, so workers never race to create them.
     services = build_services(settings)
     upgrade_database(services.database)
+    seal_stored_secrets(services.database, services.sealer)
     services.keyring.ensure_signing_key()
     services.database.dispose()
     with contextlib.ExitStack() as stack:

@@ -151,6 +151,12 @@ class AuthService:
         self._dummy_hash = hashing.hash_password(secrets.token_urlsafe(16))
         self.key_reload_wanted = False
 
+    def forget_key(self, kid: str) -> None:
+        """A signing key was revoked: refuse its tokens from now on, cached ones included."""
+        self._keyring.forget(kid)
+        self._token_cache.clear()
+        self.key_reload_wanted = True  # its replacement, if any, is in storage
+
     # Access tokens: the check every protected request runs.
 
     def authenticate(self, access_token: str) -> AccessClaims:
@@ -164,17 +170,22 @@ class AuthService:
         claims = self._token_cache.get(access_token, now=now)
         if claims is None:
             try:
+                ring = self._keyring.ring
                 claims = verify_access_token(
                     access_token,
-                    keyring=self._keyring.ring,
+                    keyring=ring,
                     issuer=self._issuer,
                     audience=self._settings.audience,
                     now=now,
+                    max_lifetime_seconds=self._settings.access_ttl_seconds,
                 )
             except UnknownKeyError:
                 self.key_reload_wanted = True  # the upkeep loop reloads keys soon
                 raise
-            self._token_cache.put(access_token, claims)
+            key = ring.find(claims.key_id)
+            self._token_cache.put(
+                access_token, claims, trusted_until=key.trusted_until if key else now
+            )
         if self._revocation.revocations.is_revoked(claims.session_id, claims.token_id):
             raise errors.InvalidTokenError("The session of this access token has ended.")
         return claims
@@ -425,7 +436,7 @@ class AuthService:
         jitter = self._settings.access_ttl_jitter * random.random()  # noqa: S311
         lifetime = timedelta(seconds=max(1, round(ttl * (1 - jitter))))
         access_token, claims = mint_access_token(
-            key=self._keyring.ring.signing_key(now=now),
+            key=self._keyring.signing_key(),
             issuer=self._issuer,
             audience=self._settings.audience,
             subject=user.id,

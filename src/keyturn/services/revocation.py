@@ -24,6 +24,7 @@ from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
 from keyturn.storage.revocations import (
+    KIND_KEY,
     KIND_SESSION,
     KIND_TOKEN,
     KIND_USER,
@@ -56,6 +57,8 @@ class RevocationService:
         self._coverage = timedelta(seconds=settings.access_ttl_seconds + CLOCK_SKEW_SECONDS)
         self.hooks: list[RevocationHook] = []
         self.feed_cursor = FeedCursor()  # start-up reads every live row
+        # Called with the kid of each signing key revoked (here, or on another instance).
+        self.key_listeners: list[Callable[[str], None]] = []
 
     # Writing: in a transaction whose revocations are published once it has committed.
 
@@ -100,6 +103,9 @@ class RevocationService:
                 self.revocations.revoke_token(revocation.subject, until=until)
             elif revocation.kind == KIND_USER:
                 self._user_cache.discard(revocation.subject)
+            elif revocation.kind == KIND_KEY:
+                for listener in self.key_listeners:
+                    listener(revocation.subject)
 
     # The feed.
 

@@ -27,7 +27,13 @@ from redis.retry import Retry
 from keyturn import wire
 from keyturn.errors import ServiceUnavailableError
 from keyturn.state.protocols import RateLimiter
-from keyturn.storage.revocations import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
+from keyturn.storage.revocations import (
+    KIND_KEY,
+    KIND_SESSION,
+    KIND_TOKEN,
+    KIND_USER,
+    Revocation,
+)
 
 logger = logging.getLogger("keyturn.redis")
 
@@ -341,7 +347,7 @@ def decode_message(data: Any) -> tuple[str | None, list[Revocation]]:
             continue
         kind, subject, expires_at = item
         if (
-            kind in (KIND_SESSION, KIND_TOKEN, KIND_USER)
+            kind in (KIND_SESSION, KIND_TOKEN, KIND_USER, KIND_KEY)
             and isinstance(subject, str)
             and 0 < len(subject) <= 128
             and isinstance(expires_at, int | float)

@@ -18,6 +18,7 @@ from keyturn.storage.models import revocations
 KIND_SESSION = "session"
 KIND_TOKEN = "token"
 KIND_USER = "user"  # the user changed: caches of that user are stale
+KIND_KEY = "key"  # a signing key was revoked: it verifies nothing any more
 FEED_PAGE = 5000  # rows a read of the feed asks for at once (SQLite)
 
 
