@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     user_cache_seconds: float = Field(30.0, ge=0)
     purge_interval_seconds: int = Field(600, ge=1)
     log_level: str = "INFO"
+    access_log: bool = Field(
+        True, description="One JSON line per request (method, path, status, duration)."
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
