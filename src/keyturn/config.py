@@ -15,6 +15,7 @@ Algorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
 OWASP_ARGON2_MEMORY_KIB = 19456
 OWASP_ARGON2_TIME_COST = 2
 MIN_HMAC_KEY_BYTES = 32
+MIN_METRICS_TOKEN_CHARACTERS = 16
 
 
 def default_database_url() -> str:
@@ -83,6 +84,9 @@ class Settings(BaseSettings):
     user_cache_seconds: float = Field(30.0, ge=0)
     purge_interval_seconds: int = Field(600, ge=1)
     log_level: str = "INFO"
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token /metrics requires; unset: /metrics is open."
+    )
     access_log: bool = Field(
         True, description="One JSON line per request (method, path, status, duration)."
     )
@@ -149,6 +153,10 @@ class Settings(BaseSettings):
                 problems.append(
                     "KEYTURN_JWT_ALGORITHM=HS256 needs KEYTURN_SECRET_KEY of at least 32 bytes."
                 )
+        if self.metrics_token is not None and (
+            len(self.metrics_token.get_secret_value()) < MIN_METRICS_TOKEN_CHARACTERS
+        ):
+            problems.append("KEYTURN_METRICS_TOKEN must be at least 16 characters when set.")
         if self.session_ttl_seconds > self.session_max_age_seconds:
             problems.append("KEYTURN_SESSION_TTL_SECONDS exceeds KEYTURN_SESSION_MAX_AGE_SECONDS.")
         return problems
