@@ -16,6 +16,9 @@ OWASP_ARGON2_MEMORY_KIB = 19456
 OWASP_ARGON2_TIME_COST = 2
 MIN_HMAC_KEY_BYTES = 32
 MIN_METRICS_TOKEN_CHARACTERS = 16
+# Below this a session ends while its user is still reading the page: fine to try things out,
+# a misconfiguration in production.
+MIN_PRODUCTION_SESSION_SECONDS = 60
 
 
 def default_database_url() -> str:
@@ -45,9 +48,11 @@ class Settings(BaseSettings):
     access_ttl_jitter: float = Field(
         0.05, ge=0, le=0.5, description="Each access token lives up to this share less."
     )
-    refresh_ttl_seconds: int = Field(2592000, ge=60, description="Idle lifetime, remember_me.")
-    session_ttl_seconds: int = Field(86400, ge=60, description="Idle lifetime, no remember_me.")
-    session_max_age_seconds: int = Field(7776000, ge=60, description="Absolute session lifetime.")
+    # Any positive lifetime in development, so a demo can watch a refresh token expire;
+    # production keeps a floor (production_problems).
+    refresh_ttl_seconds: int = Field(2592000, ge=1, description="Idle lifetime, remember_me.")
+    session_ttl_seconds: int = Field(86400, ge=1, description="Idle lifetime, no remember_me.")
+    session_max_age_seconds: int = Field(7776000, ge=1, description="Absolute session lifetime.")
     refresh_reuse_grace_seconds: int = Field(10, ge=0, le=300)
 
     jwt_algorithm: Algorithm = "EdDSA"
@@ -138,6 +143,16 @@ class Settings(BaseSettings):
             problems.append("KEYTURN_COOKIE_SECURE must not be off in production.")
         if self.issuer and not self.issuer.startswith("https://"):
             problems.append("KEYTURN_ISSUER must be an https:// URL in production.")
+        short = [
+            f"KEYTURN_{name.upper()}"
+            for name in ("refresh_ttl_seconds", "session_ttl_seconds", "session_max_age_seconds")
+            if getattr(self, name) < MIN_PRODUCTION_SESSION_SECONDS
+        ]
+        if short:
+            problems.append(
+                f"{', '.join(short)} must be at least {MIN_PRODUCTION_SESSION_SECONDS} seconds"
+                " in production (shorter lifetimes are for trying things out in development)."
+            )
         if self.argon2_memory_kib < OWASP_ARGON2_MEMORY_KIB or (
             self.argon2_time_cost < OWASP_ARGON2_TIME_COST
         ):

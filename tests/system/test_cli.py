@@ -171,3 +171,15 @@ def test_serve_refuses_a_port_outside_the_range(workdir: Path, port: str) -> Non
 def test_usage_mistakes_are_one_line_for_every_command(workdir: Path, command: list[str]) -> None:
     """Unknown options, missing arguments and unknown commands: one line, exit 1."""
     one_line_refusal(run_cli(*command, cwd=workdir))
+
+
+def test_production_refuses_a_short_refresh_lifetime_in_one_line(workdir: Path) -> None:
+    """Development takes any lifetime; production keeps a 60-second floor and says so."""
+    env = keyturn_environment(
+        KEYTURN_ENV="production",
+        KEYTURN_ISSUER="https://auth.example.com",
+        KEYTURN_REFRESH_TTL_SECONDS="5",
+    )
+    result = run_cli("serve", "--port", str(free_port()), cwd=workdir, env=env)
+    line = one_line_refusal(result)
+    assert "KEYTURN_REFRESH_TTL_SECONDS" in line and "at least 60 seconds" in line
