@@ -183,3 +183,13 @@ def test_production_refuses_a_short_refresh_lifetime_in_one_line(workdir: Path) 
     result = run_cli("serve", "--port", str(free_port()), cwd=workdir, env=env)
     line = one_line_refusal(result)
     assert "KEYTURN_REFRESH_TTL_SECONDS" in line and "at least 60 seconds" in line
+
+
+def test_a_sqlite_path_that_cannot_be_made_is_one_line(workdir: Path) -> None:
+    """The database's directory is a file: the refusal names the path, in one line."""
+    (workdir / "occupied").write_text("")
+    url = f"sqlite:///{workdir / 'occupied' / 'keyturn.db'}"
+    result = run_cli(
+        "db", "upgrade", cwd=workdir, env=keyturn_environment(KEYTURN_DATABASE_URL=url)
+    )
+    assert "occupied" in one_line_refusal(result)

@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SQLAlchemyError as error:
         print(f"keyturn: cannot use the database: {_first_line(error)}", file=sys.stderr)
     except OSError as error:
-        print(f"keyturn: {error.strerror or error}", file=sys.stderr)
+        where = f": {error.filename}" if error.filename else ""
+        print(f"keyturn: {error.strerror or error}{where}", file=sys.stderr)
     except (CommandError, ValueError) as error:
         print(f"keyturn: {error}", file=sys.stderr)
     except KeyboardInterrupt:
