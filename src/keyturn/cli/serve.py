@@ -97,6 +97,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
+    try:
+        _start_uvicorn(args, settings)
+    except SystemExit as stop:
+        # uvicorn exits 3 (or 1) when it cannot start, e.g. the port was taken after the
+        # check above: its own log line says why; ours keeps the exit status at 1.
+        if stop.code not in (None, 0):
+            raise ValueError("the server could not start; its log line above says why") from None
+        raise
+
+
+def _start_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     uvicorn.run(
         "keyturn.http.app:app_from_environment",
         factory=True,
