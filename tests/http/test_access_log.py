@@ -146,3 +146,16 @@ async def test_refresh_token_reuse_is_logged_as_a_warning(
     assert warnings[0]["user_id"] == session.user["id"]
     assert warnings[0]["session_id"]
     assert session.refresh_token not in json_log.text
+
+
+async def test_a_refused_oversized_body_is_logged_too(
+    api: httpx.AsyncClient, json_log: JsonLog
+) -> None:
+    """The 413 the envelope answers itself gets its line like any other answer."""
+    body = b'{"email": "' + b"a" * 200_000 + b'@example.com"}'
+    response = await api.post(
+        "/api/auth/login", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    lines = json_log.lines("keyturn.access")
+    assert [(line["path"], line["status"]) for line in lines] == [("/api/auth/login", 413)]

@@ -63,7 +63,8 @@ class RequestEnvelope:
         header_value = request_id.encode()
 
         private = scope["path"].startswith(_PRIVATE_PREFIXES)
-        status = 500  # what the server answers when the application raises
+        access = self._access
+        status = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -74,20 +75,24 @@ class RequestEnvelope:
                     headers.append(_NO_STORE)
                 message["headers"] = headers
             await send(message)
-
-        try:
-            if scope["method"] in _BODY_METHODS:
-                body = await self._read_bounded_body(scope, receive)
-                if body is None:
-                    await _too_large(send_with_id, self.max_body_bytes)
-                    return
-                scope[BODY_SCOPE_KEY] = body
-                receive = _replay(body)
-            await self.app(scope, receive, send_with_id)
-        finally:
-            access = self._access
-            if access is not None and access.isEnabledFor(logging.INFO):
+            # Logged once the last of the body is sent: every answer, the 413 here and the
+            # 500 the framework sends for an unexpected error included.
+            if (
+                access is not None
+                and message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+                and access.isEnabledFor(logging.INFO)
+            ):
                 self._log_access(access, scope, request_id, status, started)
+
+        if scope["method"] in _BODY_METHODS:
+            body = await self._read_bounded_body(scope, receive)
+            if body is None:
+                await _too_large(send_with_id, self.max_body_bytes)
+                return
+            scope[BODY_SCOPE_KEY] = body
+            receive = _replay(body)
+        await self.app(scope, receive, send_with_id)
 
     def _log_access(
         self, access: logging.Logger, scope: Scope, request_id: str, status: int, started: float
