@@ -82,11 +82,29 @@ async def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status, exc.code, exc.message, headers=exc.headers(), **exc.extra)
 
 
-async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+NOT_JSON_MESSAGE = "Send the body as JSON (Content-Type: application/json)."
+# What the framework says when a JSON route's body was not read as JSON at all.
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
+
+
+def is_json_media_type(content_type: str) -> bool:
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
     details = exc.errors()
     if any(detail.get("type") == "json_invalid" for detail in details):
         return problem(400, wire.INVALID_REQUEST, "The request body is not valid JSON.")
+    if not is_json_media_type(request.headers.get("content-type", "")) and any(
+        detail.get("type") in _NOT_AN_OBJECT and tuple(detail.get("loc", ())) == ("body",)
+        for detail in details
+    ):
+        # `curl -d` sends form encoding: name the header rather than the body's shape.
+        return problem(400, wire.INVALID_REQUEST, NOT_JSON_MESSAGE)
     reasons = [_describe(detail) for detail in details]
     return problem(
         422,
@@ -99,6 +117,8 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
 def _describe(detail: Any) -> str:
     location = [str(part) for part in detail.get("loc", ()) if part not in ("body", "query")]
     field = ".".join(location) or "body"
+    if detail.get("type") == "extra_forbidden":
+        return f"{field}: not a field of this request"
     return f"{field}: {detail.get('msg', 'invalid')}"
 
 

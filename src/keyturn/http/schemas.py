@@ -43,7 +43,9 @@ TokenText = Annotated[str, Field(min_length=1, max_length=8192), AfterValidator(
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+    # A field the API does not know is refused by name: dropped in silence, a typo
+    # (`remember-me`) or a guess (`name`) would look accepted while doing nothing.
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class RegisterRequest(Strict):
