@@ -121,6 +121,13 @@ async def dashboard_page(request: Request) -> Response:
     return _page(request, "dashboard.html", title="Your account")
 
 
+def not_found_page(request: Request) -> Response:
+    """The 404 a browser shows for a page path Keyturn does not have (the API keeps JSON)."""
+    response = _page(request, "404.html", title="Page not found")
+    response.status_code = 404
+    return response
+
+
 @router.api_route("/docs", methods=PAGE_METHODS)
 async def docs_page(request: Request) -> Response:
     """Swagger UI over /openapi.json, every file served by Keyturn itself."""
