@@ -118,7 +118,7 @@ async def dashboard_page(request: Request) -> Response:
     # cookies; with neither there is no session to renew.
     if not cookies.has_session_cookies(request):
         return _redirect("/login")
-    return _page(request, "dashboard.html", title="Your account")
+    return _page(request, "dashboard.html", title="Your account", min_password=MIN_PASSWORD_LENGTH)
 
 
 def not_found_page(request: Request) -> Response:
