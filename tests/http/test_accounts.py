@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, insert, select
 
 from keyturn.storage.db import normalize_database_url
 from keyturn.storage.models import users
+from tests.conftest import ApiFactory
 from tests.support import DEFAULT_PASSWORD, bearer, error_of, login, register
 
 
@@ -217,3 +218,26 @@ async def test_deleting_ones_account_by_cookie_clears_the_cookies(
     cleared = {header.split("=", 1)[0] for header in deleted.headers.get_list("set-cookie")}
     assert {"access_token", "refresh_token", "csrf_token"} <= cleared
     assert (await api.get("/api/auth/me")).status_code == 401
+
+
+async def test_deleting_ones_account_is_locked_after_max_wrong_passwords(
+    make_api: ApiFactory,
+) -> None:
+    """Past KEYTURN_LOGIN_MAX_FAILURES wrong passwords the deletion is 429 with Retry-After,
+    even with the right password, and the account stays."""
+    api = await make_api(login_max_failures=2)
+    ada = await login(api, "ada@example.com")
+    auth = bearer(ada.access_token)
+
+    for _ in range(2):
+        wrong = await api.post(
+            "/api/auth/account/delete", json={"current_password": "not it"}, headers=auth
+        )
+        assert error_of(wrong) == (401, "invalid_credentials")
+    locked = await api.post(
+        "/api/auth/account/delete", json={"current_password": DEFAULT_PASSWORD}, headers=auth
+    )
+
+    assert error_of(locked) == (429, "too_many_requests")
+    assert int(locked.headers["Retry-After"]) > 0
+    assert (await api.get("/api/auth/me", headers=auth)).status_code == 200

@@ -316,6 +316,7 @@ async def change_password(
         401: {"model": Problem, "description": "invalid_credentials: wrong password; or no token"},
         403: {"model": Problem, "description": "CSRF check failed"},
         409: {"model": Problem, "description": "last_admin: the only enabled admin"},
+        429: {"model": Problem, "description": "Too many wrong passwords"},
     },
     openapi_extra=BEARER_SECURITY,
 )
@@ -330,7 +331,8 @@ async def delete_account(
 
     Every session and access token of the account stops working at once, on every instance;
     a browser's cookies are cleared. 401 `invalid_credentials` for a wrong password (nothing
-    changes); 409 `last_admin` for the only enabled admin.
+    changes); 429 with `Retry-After` past `KEYTURN_LOGIN_MAX_FAILURES` wrong passwords in the
+    login window; 409 `last_admin` for the only enabled admin.
     """
     await run_in_threadpool(
         services.admin.delete_own_account,
