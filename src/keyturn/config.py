@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -54,7 +56,10 @@ class Settings(BaseSettings):
     issuer: str | None = Field(None, description="`iss` of access tokens; http://HOST:PORT.")
     audience: str = "keyturn"
 
-    login_max_failures: int = Field(5, ge=1)
+    login_max_failures: int = Field(5, ge=1, description="Failed logins per account per window.")
+    login_max_failures_per_ip: int = Field(
+        100, ge=1, description="Failed logins per client address (IPv6: per /64) per window."
+    )
     login_window_seconds: int = Field(900, ge=1)
     register_max_per_ip: int = Field(20, ge=1, description="Registrations per IP per window.")
     refresh_max_per_ip: int = Field(600, ge=1, description="Refreshes per client IP per minute.")
@@ -66,6 +71,15 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(OWASP_ARGON2_MEMORY_KIB, ge=8)
     argon2_time_cost: int = Field(OWASP_ARGON2_TIME_COST, ge=1)
     argon2_parallelism: int = Field(1, ge=1)
+    hashing_threads: int | None = Field(
+        None, ge=1, description="Threads that hash passwords; default: one per usable CPU."
+    )
+    hashing_queue_max: int = Field(
+        32, ge=0, description="Requests waiting for password hashing before 503 `overloaded`."
+    )
+    max_sessions_per_user: int = Field(
+        100, ge=1, description="Live sessions of one user; a login beyond ends the oldest."
+    )
 
     max_body_bytes: int = Field(65536, ge=1024)
     public_origin: str | None = Field(
@@ -84,6 +98,20 @@ class Settings(BaseSettings):
     purge_interval_seconds: int = Field(600, ge=1)
     log_level: str = "INFO"
 
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="smtp://[user:pass@]host:port[?starttls=true] or smtps://...; unset in"
+        " development: messages are written as .eml files under ./.keyturn/mail/.",
+    )
+    mail_from: str | None = Field(
+        None, description='From: of every message, e.g. "Keyturn <no-reply@example.com>".'
+    )
+    smtp_timeout_seconds: float = Field(15.0, gt=0, le=300)
+    mail_max_attempts: int = Field(10, ge=1, le=100, description="Tries before a mail fails.")
+    mail_max_age_seconds: int = Field(
+        86400, ge=60, description="A mail not delivered within this fails (its links are stale)."
+    )
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
@@ -96,6 +124,31 @@ class Settings(BaseSettings):
     def _check_proxies(cls, value: list[str]) -> list[str]:
         for entry in value:
             ipaddress.ip_network(entry, strict=False)
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        parts = urlsplit(value.get_secret_value())
+        # The message names no part of the URL: it may carry the SMTP password.
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("must be smtp://[user:pass@]host:port or smtps://...")
+        try:
+            parts.port  # noqa: B018 - parsing the port raises on a non-number
+        except ValueError:
+            raise ValueError("has a port that is not a number") from None
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _check_mail_from(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        _name, address = parseaddr(value)
+        if "@" not in address or any(c in value for c in "\r\n"):
+            raise ValueError('must be an address, e.g. "Keyturn <no-reply@example.com>"')
         return value
 
     @field_validator("database_url")
@@ -135,6 +188,11 @@ class Settings(BaseSettings):
             self.argon2_time_cost < OWASP_ARGON2_TIME_COST
         ):
             problems.append("KEYTURN_ARGON2_* must not be below OWASP's Argon2id parameters.")
+        if self.smtp_url is None or not self.mail_from:
+            problems.append(
+                "KEYTURN_SMTP_URL and KEYTURN_MAIL_FROM must be set in production:"
+                " verification and password-reset mail cannot be sent without them."
+            )
         return problems
 
     def configuration_problems(self) -> list[str]:
@@ -149,6 +207,11 @@ class Settings(BaseSettings):
         if self.session_ttl_seconds > self.session_max_age_seconds:
             problems.append("KEYTURN_SESSION_TTL_SECONDS exceeds KEYTURN_SESSION_MAX_AGE_SECONDS.")
         return problems
+
+    @property
+    def mail_origin(self) -> str:
+        """Where the links in mail point: the public origin, else the issuer."""
+        return (self.public_origin or self.effective_issuer).rstrip("/")
 
     @property
     def cookies_secure(self) -> bool:

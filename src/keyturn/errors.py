@@ -59,6 +59,21 @@ class ServiceUnavailableError(KeyturnError):
         return {"Retry-After": "1"}
 
 
+class OverloadedError(KeyturnError):
+    """More requests wait for password hashing than it can answer soon: refused untried."""
+
+    code = wire.OVERLOADED
+    status = 503
+    default_message = "Keyturn is busy checking other passwords; try again in a moment."
+
+    def __init__(self, message: str | None = None, *, retry_after_seconds: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
 class InvalidCredentialsError(KeyturnError):
     code = wire.INVALID_CREDENTIALS
     status = 401

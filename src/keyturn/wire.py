@@ -12,6 +12,7 @@ NOT_FOUND: Final = "not_found"
 METHOD_NOT_ALLOWED: Final = "method_not_allowed"
 INTERNAL_ERROR: Final = "internal_error"
 SERVICE_UNAVAILABLE: Final = "service_unavailable"
+OVERLOADED: Final = "overloaded"
 
 INVALID_CREDENTIALS: Final = "invalid_credentials"
 ACCOUNT_DISABLED: Final = "account_disabled"

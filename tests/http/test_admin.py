@@ -53,6 +53,7 @@ ADMIN_ROUTES = [
     ("GET", "/api/admin/users/{id}", None),
     ("POST", "/api/admin/users/{id}/disable", None),
     ("POST", "/api/admin/users/{id}/enable", None),
+    ("POST", "/api/admin/users/{id}/unlock", None),
     ("PUT", "/api/admin/users/{id}/roles", {"roles": ["admin"]}),
     ("DELETE", "/api/admin/users/{id}", None),
     ("POST", "/api/admin/users/{id}/password", {"new_password": "a fresh long passphrase"}),
@@ -380,3 +381,27 @@ async def test_the_last_admin_cannot_delete_their_own_account(
 
     assert error_of(refused) == (409, "last_admin")
     assert (await api.get("/api/auth/me", headers=auth)).status_code == 200
+
+
+async def test_unlock_lets_the_right_password_in_at_once_and_is_audited(
+    make_api: ApiFactory, admin: Login, api: httpx.AsyncClient
+) -> None:
+    """An account locked by failed logins opens to the right password as soon as an admin
+    unlocks it (here from an address it logged in from before, whose own allowance those
+    failures used up too); the unlock is in the audit trail under the user's id."""
+    locked_api = await make_api(login_max_failures=2)
+    ada = await register(locked_api, "ada@example.com")
+    wrong = {"email": "ada@example.com", "password": "not the right passphrase"}
+    right = {"email": "ada@example.com", "password": DEFAULT_PASSWORD}
+    assert (await locked_api.post("/api/auth/login", json=right)).status_code == 200
+    for _ in range(2):
+        await locked_api.post("/api/auth/login", json=wrong)
+    assert error_of(await locked_api.post("/api/auth/login", json=right))[0] == 429
+    auth = bearer(admin.access_token)
+
+    unlocked = await api.post(f"/api/admin/users/{ada['id']}/unlock", headers=auth)
+
+    assert unlocked.status_code == 204
+    assert (await locked_api.post("/api/auth/login", json=right)).status_code == 200
+    audit = await api.get("/api/admin/audit?event=user_unlocked", headers=auth)
+    assert [event["user_id"] for event in audit.json()["events"]] == [ada["id"]]

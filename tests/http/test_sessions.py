@@ -219,3 +219,40 @@ async def test_logout_reaches_another_instance_through_redis_at_once(
     key = "keyturn:revoked:sid:" + session_id_of(tokens.access_token)
     assert redis_database.client.get(key) == b"1"
     assert redis_database.client.pttl(key) > 0
+
+
+async def test_a_login_beyond_the_session_limit_ends_the_oldest_session(
+    make_api: ApiFactory, clock: FrozenClock
+) -> None:
+    """With KEYTURN_MAX_SESSIONS_PER_USER=3, the fourth login ends the first session: its
+    refresh token and access token are refused, the three newest live on, and the trail
+    says why."""
+    api = await make_api(max_sessions_per_user=3)
+    logins = []
+    for agent in ("first", "second", "third", "fourth"):
+        logins.append(await login_as(api, agent))
+        clock.advance(seconds=1)
+    first, *newest = logins
+
+    me = await api.get("/api/auth/me", headers=bearer(first.access_token))
+    assert error_of(me) == (401, "invalid_token")
+    refreshed = await refresh(api, first.refresh_token)
+    assert error_of(refreshed) == (401, "invalid_refresh_token")
+    for tokens in newest:
+        assert (await api.get("/api/auth/me", headers=bearer(tokens.access_token))).is_success
+    live = await sessions_of(api, newest[-1])
+    assert sorted(str(s["user_agent"]) for s in live) == ["fourth", "second", "third"]
+
+    services = api.app.state.services  # type: ignore[attr-defined]
+    services.accounts.register(
+        email="root@example.com", password=DEFAULT_PASSWORD, roles=("admin", "user")
+    )
+    root = await login_as(api, "admin", email="root@example.com")
+    trail = await api.get(
+        "/api/admin/audit", params={"event": "session_evicted"}, headers=bearer(root.access_token)
+    )
+    assert trail.status_code == 200, trail.text
+    events = trail.json()["events"]
+    assert [(e["user_id"], e["session_id"]) for e in events] == [
+        (first.user["id"], session_id_of(first.access_token))
+    ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -11,8 +13,10 @@ import pytest
 from keyturn.clock import FrozenClock
 from keyturn.state.database import DatabaseRateLimiter
 from keyturn.state.memory import MemoryRateLimiter
+from keyturn.state.protocols import RateLimiter
 from keyturn.state.redis import RedisLink, RedisRateLimiter
 from keyturn.storage.db import Database
+from keyturn.storage.migrations import upgrade_database
 from tests.conftest import RedisDatabase
 from tests.system.processes import free_port
 
@@ -123,3 +127,73 @@ def test_redis_undo_keeps_the_window(
     redis_limiter.undo("test:never-hit")
     assert redis_database.client.get("keyturn:ratelimit:" + key) == b"0"
     assert redis_database.client.exists("keyturn:ratelimit:test:never-hit") == 0
+
+
+def _reserve_in_parallel(
+    limiter: RateLimiter, key: str, *, attempts: int, limit: int
+) -> list[int | None]:
+    barrier = threading.Barrier(10)
+
+    def reserve(_n: int) -> int | None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=2)
+        return limiter.reserve(key, limit=limit, window=MINUTE)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        return list(pool.map(reserve, range(attempts)))
+
+
+def test_memory_reservations_in_parallel_admit_exactly_the_limit(clock: FrozenClock) -> None:
+    """Forty reservations at once against a limit of seven: seven are counted, the rest are
+    told how long to wait, and the refused ones leave no count behind."""
+    limiter = MemoryRateLimiter(clock)
+    results = _reserve_in_parallel(limiter, "k", attempts=40, limit=7)
+    assert results.count(None) == 7
+    assert all(wait == 60 for wait in results if wait is not None)
+    limiter.undo("k")
+    assert limiter.reserve("k", limit=7, window=MINUTE) is None  # 6 + 1: refusals added nothing
+
+
+def test_database_reservations_in_parallel_admit_exactly_the_limit(
+    clock: FrozenClock, database_url: str
+) -> None:
+    """The same on SQLite and PostgreSQL, each reservation in its own transaction."""
+    database = Database(database_url)
+    try:
+        upgrade_database(database)
+        limiter = DatabaseRateLimiter(database, clock)
+        results = _reserve_in_parallel(limiter, "k", attempts=40, limit=7)
+        assert results.count(None) == 7, results
+        assert all(wait == 60 for wait in results if wait is not None)
+        limiter.undo("k")
+        assert limiter.reserve("k", limit=7, window=MINUTE) is None
+        assert limiter.reserve("k", limit=7, window=MINUTE) == 60
+        clock.advance(seconds=60)
+        assert limiter.reserve("k", limit=7, window=MINUTE) is None  # a new window
+    finally:
+        database.dispose()
+
+
+@pytest.mark.redis
+def test_redis_reservations_from_two_instances_admit_exactly_the_limit(
+    redis_database: RedisDatabase, clock: FrozenClock
+) -> None:
+    """Two limiters (two instances) on one Redis reserve forty times at once against a limit
+    of seven: seven are counted in all, and the counter carries the window's TTL."""
+    key = "test:" + secrets.token_hex(4)
+    first = RedisRateLimiter(RedisLink(redis_database.url), fallback=MemoryRateLimiter(clock))
+    second = RedisRateLimiter(RedisLink(redis_database.url), fallback=MemoryRateLimiter(clock))
+    barrier = threading.Barrier(10)
+
+    def reserve(n: int) -> int | None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=2)
+        return (first if n % 2 else second).reserve(key, limit=7, window=MINUTE)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(reserve, range(40)))
+
+    assert results.count(None) == 7
+    assert all(wait is not None and 1 <= wait <= 60 for wait in results if wait is not None)
+    assert redis_database.client.get("keyturn:ratelimit:" + key) == b"7"
+    assert 0 < redis_database.client.pttl("keyturn:ratelimit:" + key) <= 60_000

@@ -69,6 +69,7 @@ def test_list_disable_enable_set_role(tmp_path: Path) -> None:
     [
         ["users", "disable", "nobody@example.com"],
         ["users", "enable", "nobody"],
+        ["users", "unlock", "nobody@example.com"],
         ["users", "set-role", "0" * 32, "admin"],
     ],
 )
@@ -208,3 +209,41 @@ def test_set_password_ends_a_running_servers_sessions(
         json={"email": "ada@example.com", "password": "a fresh long passphrase"},
     )
     assert new.status_code == 200
+
+
+@pytest.mark.parametrize("with_redis", [False, pytest.param(True, marks=pytest.mark.redis)])
+def test_unlock_by_cli_lets_the_right_password_in_and_is_audited(
+    tmp_path: Path, make_server: ServerFactory, with_redis: bool, request: pytest.FixtureRequest
+) -> None:
+    """An account locked by failed logins on a running server (counters in its database, or
+    in Redis) takes the right password again as soon as `keyturn users unlock` has run; the
+    audit trail records the unlock."""
+    variables = {"KEYTURN_DATABASE_URL": f"sqlite:///{tmp_path}/keyturn.db"}
+    if with_redis:
+        variables["KEYTURN_REDIS_URL"] = request.getfixturevalue("redis_database").url
+    server = make_server(KEYTURN_LOGIN_MAX_FAILURES="2", **variables)
+    create(tmp_path, "root@example.com", "--role", "admin")
+    ada_id = create(tmp_path, "ada@example.com")
+    with httpx.Client(base_url=server.url) as api:
+        right = {"email": "ada@example.com", "password": DEFAULT_PASSWORD}
+        for _ in range(2):
+            api.post("/api/auth/login", json={**right, "password": "not the right passphrase"})
+        assert api.post("/api/auth/login", json=right).status_code == 429
+
+        result = run_cli(
+            "users", "unlock", "ada@example.com", cwd=tmp_path, env=keyturn_environment(**variables)
+        )
+
+        assert (result.returncode, result.stdout, result.stderr) == (
+            0,
+            "unlocked ada@example.com\n",
+            "",
+        )
+        assert api.post("/api/auth/login", json=right).status_code == 200
+        root = api.post(
+            "/api/auth/login", json={"email": "root@example.com", "password": DEFAULT_PASSWORD}
+        )
+        audit = api.get(
+            "/api/admin/audit?event=user_unlocked", headers=bearer(root.json()["access_token"])
+        )
+        assert [event["user_id"] for event in audit.json()["events"]] == [ada_id]

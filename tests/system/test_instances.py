@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import threading
 import time
+from collections.abc import Callable
 
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.conftest import RedisDatabase
 from tests.support import DEFAULT_PASSWORD
@@ -25,6 +30,7 @@ pytestmark = pytest.mark.system
 WRONG_PASSWORD = "not the right passphrase"
 COMMON = {
     "KEYTURN_LOGIN_MAX_FAILURES": "3",
+    "KEYTURN_LOGIN_MAX_FAILURES_PER_IP": "3",
     "KEYTURN_TRUSTED_PROXIES": "127.0.0.1",
     "KEYTURN_REFRESH_REUSE_GRACE_SECONDS": "0",
     "KEYTURN_ISSUER": "http://auth.keyturn.test",  # one deployment, one issuer
@@ -164,8 +170,96 @@ def test_two_instances_share_postgresql_and_redis(
     assert redis_database.client.get(key) == b"1"
     assert 0 < redis_database.client.pttl(key) <= (900 + 60) * 1000
     counters = [k for k in redis_database.keyturn_keys() if k.startswith("keyturn:ratelimit:")]
-    assert "keyturn:ratelimit:login:account:cyd@example.com" in counters
+    # A known account is counted by its user id, an unknown identifier as typed.
+    accounts = [k.removeprefix("keyturn:ratelimit:login:account:") for k in counters]
+    assert any(re.fullmatch(r"[0-9a-f]{32}", account) for account in accounts), counters
+    assert "x@example.com" in accounts
     assert all(redis_database.client.pttl(k) > 0 for k in counters)
+
+
+def wait_for(condition: Callable[[], bool], *, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what} after {seconds} s"
+        time.sleep(0.02)
+
+
+@pytest.mark.postgres
+def test_a_revocation_that_commits_late_reaches_the_other_instance(
+    make_server: ServerFactory, postgres_url: str
+) -> None:
+    """Two servers on one PostgreSQL database without Redis. A logout-all on A records its
+    first revocation, then waits on a row lock held here on purpose while another logout
+    commits and B reads it; once the lock goes and the logout-all commits, B refuses the
+    first session's access token within a few polls: the feed skips no committed row, even
+    one whose id is below a row B has already read."""
+    env = {
+        **COMMON,
+        "KEYTURN_DATABASE_URL": postgres_url,
+        "KEYTURN_REVOCATION_POLL_SECONDS": "0.2",
+    }
+    server_a = make_server(**env)
+    server_b = make_server(**env)
+    a, b = HttpxCaller(server_a.url, "A"), HttpxCaller(server_b.url, "B")
+    a_again = HttpxCaller(server_a.url, "A")  # the blocked logout-all has a client of its own
+    libpq_url = make_url(postgres_url).set(drivername="postgresql")
+    blocker = psycopg.connect(libpq_url.render_as_string(hide_password=False))
+    observer = psycopg.connect(libpq_url.render_as_string(hide_password=False), autocommit=True)
+    try:
+        ada = {
+            session_id_of(tokens["access_token"]): tokens["access_token"]
+            for tokens in (new_user(a, "ada@example.com"), log_in(a, "ada@example.com").body)
+        }
+        bob = new_user(a, "bob@example.com")
+        user_id = a.call("GET", "/api/auth/me", headers=bearer(next(iter(ada.values()))))
+        # The order logout-all ends ada's sessions in: lock the second, so the first one's
+        # revocation row has its id while the transaction waits.
+        first, second = [
+            row[0]
+            for row in observer.execute(
+                "SELECT id FROM sessions WHERE user_id = %s AND ended_at IS NULL",
+                (user_id.body["user"]["id"],),
+            )
+        ]
+        allocated = "SELECT pg_sequence_last_value(pg_get_serial_sequence('revocations', 'id'))"
+        before = observer.execute(allocated).fetchone()
+        assert before is not None
+        blocker.execute("SELECT 1 FROM sessions WHERE id = %s FOR UPDATE", (second,))
+
+        replies: list[Reply] = []
+        logout_all = threading.Thread(
+            target=lambda: replies.append(
+                a_again.call("POST", "/api/auth/logout-all", headers=bearer(ada[first]))
+            )
+        )
+        logout_all.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        wait_for(
+            lambda: observer.execute(waiting).fetchone() == (1,),
+            seconds=10,
+            what="the logout-all to wait on the lock",
+        )
+        assert observer.execute(allocated).fetchone() == ((before[0] or 0) + 1,)
+
+        assert a.call("POST", "/api/auth/logout", headers=bearer(bob["access_token"])).status == 204
+        refused_within(b, bob["access_token"], seconds=5.0)  # B has read that later row
+        assert b.call("GET", "/api/auth/me", headers=bearer(ada[first])).status == 200
+
+        blocker.rollback()  # the logout-all goes on and commits
+        logout_all.join(timeout=10)
+        assert [reply.status for reply in replies] == [204]
+        elapsed = refused_within(b, ada[first], seconds=2.0)
+        refused_within(b, ada[second], seconds=2.0)
+    finally:
+        blocker.close()
+        observer.close()
+        for caller in (a, b, a_again):
+            caller.close()
+
+    assert elapsed < 2.0
 
 
 def test_two_workers_on_sqlite_without_redis_agree(make_server: ServerFactory) -> None:

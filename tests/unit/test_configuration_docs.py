@@ -32,7 +32,21 @@ def test_production_problems_name_each_unsafe_setting() -> None:
     problems = " ".join(unsafe.production_problems())
     for name in ["KEYTURN_DEBUG", "KEYTURN_SECRET_KEY", "KEYTURN_COOKIE_SECURE", "KEYTURN_ARGON2"]:
         assert name in problems
-    assert Settings(_env_file=None, env="production").production_problems() == []  # type: ignore[call-arg]
+    safe = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        env="production",
+        smtp_url="smtps://keyturn:secret@smtp.example.com:465",
+        mail_from="Keyturn <no-reply@example.com>",
+    )
+    assert safe.production_problems() == []
+
+
+def test_production_without_smtp_refuses_to_start_with_one_sentence() -> None:
+    """Verification and reset mail cannot be sent without SMTP: production says so."""
+    problems = Settings(_env_file=None, env="production").production_problems()  # type: ignore[call-arg]
+    assert len(problems) == 1
+    assert "KEYTURN_SMTP_URL" in problems[0] and "KEYTURN_MAIL_FROM" in problems[0]
+    assert Settings(_env_file=None).production_problems() == []  # type: ignore[call-arg]
 
 
 def test_hs256_without_a_long_key_cannot_start_anywhere() -> None:

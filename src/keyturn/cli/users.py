@@ -1,4 +1,4 @@
-"""`keyturn users create|list|disable|enable|delete|set-role|set-password`."""
+"""`keyturn users create|list|disable|enable|unlock|delete|set-role|set-password`."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def register(commands: Any) -> None:
     for name, handler, text in (
         ("disable", run_disable, "disable a user and end their sessions"),
         ("enable", run_enable, "enable a disabled user"),
+        ("unlock", run_unlock, "clear a user's failed-login lock"),
         ("delete", run_delete, "delete a user and end their sessions"),
     ):
         action = actions.add_parser(name, help=text)
@@ -130,6 +131,17 @@ def run_disable(args: argparse.Namespace) -> int:
 
 def run_enable(args: argparse.Namespace) -> int:
     return _set_disabled(args.user, False)
+
+
+def run_unlock(args: argparse.Namespace) -> int:
+    services = _services()
+    try:
+        user = services.admin.find_user(args.user)
+        services.admin.unlock_user(user.id)
+    finally:
+        services.database.dispose()
+    print(f"unlocked {user.email}")
+    return 0
 
 
 def run_delete(args: argparse.Namespace) -> int:

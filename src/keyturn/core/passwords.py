@@ -47,8 +47,6 @@ def _usable_cpus() -> int:
 # short slices while the loop has work (about a tenth of the CPU), and all of it otherwise.
 _HASHING_NICENESS = 10
 Result = TypeVar("Result")
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 
 
 def _lower_thread_priority() -> None:
@@ -57,46 +55,66 @@ def _lower_thread_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _HASHING_NICENESS)
 
 
-def _run_hash(work: Callable[[], Result]) -> Result:
-    """Run one hash on the process's hashing threads: one per usable CPU, so no more run at
-    once than can finish sooner. Each thread's Argon2 memory (19 MiB at OWASP's parameters)
-    stays in its heap between hashes (glibc keeps a freed block that size for reuse), so
-    the resident set holds at most one such block per thread. Handing it back after every
-    hash was measured: 32-33 ms a hash became 45-49 (the pages are faulted in again)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(
-                max_workers=_usable_cpus(),
-                thread_name_prefix="keyturn-hashing",
-                initializer=_lower_thread_priority,
-            )
-        pool = _pool
-    return pool.submit(work).result()
+def default_hashing_threads() -> int:
+    """One hashing thread per usable CPU: more could run at once, none would finish sooner."""
+    return _usable_cpus()
 
 
 class PasswordHashing:
     """Hashes new passwords with Argon2id; verifies Argon2 and bcrypt hashes.
 
-    The hashing itself runs on a few low-priority threads of the process (see _run_hash):
-    it never delays the event loop that answers every other request.
+    The hashing itself runs on a few low-priority threads of its own (`threads`, see
+    _run_hash), never on the threads that answer requests or keep the server up: it never
+    delays the event loop, and a crowd of hashes never holds up anything but hashes.
     """
 
-    def __init__(self, parameters: Argon2Parameters) -> None:
+    def __init__(self, parameters: Argon2Parameters, *, threads: int | None = None) -> None:
         self._hasher = PasswordHasher(
             time_cost=parameters.time_cost,
             memory_cost=parameters.memory_kib,
             parallelism=parameters.parallelism,
             type=Type.ID,
         )
+        self.threads = threads or default_hashing_threads()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self.hashes_done = 0  # hashes and verifications run so far
 
     def hash_password(self, password: str) -> str:
         normalized = normalize_for_hashing(password)
-        return _run_hash(lambda: self._hasher.hash(normalized))
+        return self._run_hash(lambda: self._hasher.hash(normalized))
 
     def verify_password(self, password_hash: str, password: str) -> bool:
         """True when `password` matches; False for a mismatch or an unreadable hash."""
-        return _run_hash(lambda: self._verify(password_hash, password))
+        return self._run_hash(lambda: self._verify(password_hash, password))
+
+    def close(self) -> None:
+        """Let the hashing threads go once their work is done (a later hash starts new ones)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+    def _run_hash(self, work: Callable[[], Result]) -> Result:
+        """Run one hash on the hashing threads. Each thread's Argon2 memory (19 MiB at
+        OWASP's parameters) stays in its heap between hashes (glibc keeps a freed block
+        that size for reuse), so the resident set holds at most one such block per thread.
+        Handing it back after every hash was measured: 32-33 ms a hash became 45-49 (the
+        pages are faulted in again)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.threads,
+                    thread_name_prefix="keyturn-hashing",
+                    initializer=_lower_thread_priority,
+                )
+            pool = self._pool
+        return pool.submit(self._counted, work).result()
+
+    def _counted(self, work: Callable[[], Result]) -> Result:
+        with self._pool_lock:
+            self.hashes_done += 1
+        return work()
 
     def _verify(self, password_hash: str, password: str) -> bool:
         normalized = normalize_for_hashing(password)

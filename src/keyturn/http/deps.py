@@ -42,13 +42,17 @@ def context_of(request: Request) -> RequestContext:
     """The caller's address (behind trusted proxies too) and user agent."""
     scope = request.scope
     peer = scope["client"][0] if scope.get("client") else None
-    forwarded_for = user_agent = None
+    user_agent = None
+    forwarded: list[str] = []
     # One pass over the raw headers: the refresh route asks for this on every call.
     for name, value in scope["headers"]:
         if name == b"user-agent" and user_agent is None:
             user_agent = value.decode("latin-1")
-        elif name == b"x-forwarded-for" and forwarded_for is None:
-            forwarded_for = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            # Every line, in order (RFC 9110 §5.3): a proxy may append its own line after
+            # the client's, and reading the first alone would believe what the client wrote.
+            forwarded.append(value.decode("latin-1"))
+    forwarded_for = ", ".join(forwarded) if forwarded else None
     ip = client_ip(peer, forwarded_for, request.app.state.trusted_networks)
     return RequestContext(ip=ip, user_agent=user_agent)
 

@@ -61,7 +61,7 @@ class RequestEnvelope:
                 await _too_large(send_with_id, self.max_body_bytes)
                 return
             scope[BODY_SCOPE_KEY] = body
-            receive = _replay(body)
+            receive = _replay(body, receive)
         await self.app(scope, receive, send_with_id)
 
     async def _read_bounded_body(self, scope: Scope, receive: Receive) -> bytes | None:
@@ -95,7 +95,7 @@ def _request_id(scope: Scope) -> str:
     return f"{_PROCESS_PREFIX}{next(_SEQUENCE) & 0xFFFFFFFF:08x}"
 
 
-def _replay(body: bytes) -> Receive:
+def _replay(body: bytes, then: Receive) -> Receive:
     sent = False
 
     async def receive() -> Message:
@@ -103,7 +103,9 @@ def _replay(body: bytes) -> Receive:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        # After the body, the server's own receive: it tells when the client hangs up, so a
+        # request waiting for a password hash can be dropped (services/hashing.py).
+        return await then()
 
     return receive
 

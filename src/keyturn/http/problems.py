@@ -43,6 +43,7 @@ OAUTH_ERRORS: dict[str, tuple[str, int]] = {
     # Not a §5.2 code (§8.5 allows extensions): the lockout keeps its 429 and Retry-After.
     wire.TOO_MANY_REQUESTS: (wire.TOO_MANY_REQUESTS, 429),
     wire.SERVICE_UNAVAILABLE: (wire.TEMPORARILY_UNAVAILABLE, 503),
+    wire.OVERLOADED: (wire.TEMPORARILY_UNAVAILABLE, 503),
     wire.INTERNAL_ERROR: (wire.SERVER_ERROR, 500),
 }
 

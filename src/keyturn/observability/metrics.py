@@ -17,6 +17,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -44,7 +45,32 @@ REVOCATIONS = Counter(
     "Actions that ended sessions or revoked tokens, by reason (the audit event).",
     ["reason"],
 )
+HASHING_REFUSED = Counter(
+    "keyturn_password_hashing_refused",
+    "Requests that needed a password hash and got none: overloaded (the queue was full) or"
+    " gone (the client left while it waited).",
+    ["reason"],
+)
 AUDIT_EVENTS = Counter("keyturn_audit_events", "Audit events written, by event.", ["event"])
+MAILS_DELIVERED = Counter(
+    "keyturn_mails_delivered", "Mail handed to the SMTP server (or written as .eml).", ["message"]
+)
+MAILS_FAILED = Counter(
+    "keyturn_mails_failed",
+    "Mail given up on, by reason: rejected (5xx) or gave_up (attempts or age bound).",
+    ["reason"],
+)
+MAIL_RETRIES = Counter(
+    "keyturn_mail_retries",
+    "Delivery attempts to be tried again, by reason: connection, timeout, tls, auth, deferred.",
+    ["reason"],
+)
+# Every instance counts the same table: the largest recent reading is the depth.
+MAIL_OUTBOX_DEPTH = Gauge(
+    "keyturn_mail_outbox_pending",
+    "Messages waiting in the outbox, as last counted by a sender.",
+    multiprocess_mode="livemax",
+)
 REQUEST_SECONDS = Histogram(
     "keyturn_http_request_duration_seconds",
     "Time to answer an HTTP request, by method, route template and status.",
@@ -58,6 +84,7 @@ _REVOKING_EVENTS = frozenset(
         "logout",
         "logout_all",
         "session_revoked",
+        "session_evicted",
         "access_token_revoked",
         "password_changed",
         "user_disabled",
@@ -77,6 +104,10 @@ def count_event(event: str) -> None:
         REFRESH_REUSE.inc()
     if event in _REVOKING_EVENTS:
         REVOCATIONS.labels(event).inc()
+
+
+def count_hashing_refused(reason: str) -> None:
+    HASHING_REFUSED.labels(reason).inc()
 
 
 def count_refresh(*, repeated: bool) -> None:

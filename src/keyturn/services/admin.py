@@ -14,6 +14,11 @@ from keyturn.core.passwords import PasswordHashing
 from keyturn.services.accounts import check_password, check_roles
 from keyturn.services.audit import AuditTrail
 from keyturn.services.context import NO_CONTEXT, RequestContext
+from keyturn.services.limits import (
+    KNOWN_ADDRESS_AGE,
+    known_address_account_key,
+    login_account_key,
+)
 from keyturn.services.revocation import RevocationService
 from keyturn.state.protocols import RateLimiter
 from keyturn.storage import audit as audit_store
@@ -112,6 +117,21 @@ class AdminService:
                 user_id=user_id,
                 context=context,
             )
+
+    def unlock_user(self, user_id: str, *, context: RequestContext = NO_CONTEXT) -> None:
+        """Clear the account's failed-login counts (its own, and the allowance of each address
+        it logged in from before), so the right password works again at once; the counts per
+        client address stay. Raises UserNotFoundError."""
+        _refuse_impossible_reference(user_id)
+        since = self._clock.now() - KNOWN_ADDRESS_AGE
+        with self._database.transaction() as connection:
+            if user_store.find_user_by_id(connection, user_id) is None:
+                raise errors.UserNotFoundError()
+            known = audit_store.login_addresses(connection, user_id, since=since)
+            self._audit.record(connection, "user_unlocked", user_id=user_id, context=context)
+        self._limiter.reset(login_account_key(user_id))
+        for ip in dict.fromkeys(known):
+            self._limiter.reset(known_address_account_key(user_id, ip))
 
     def delete_user(self, user_id: str, *, context: RequestContext = NO_CONTEXT) -> None:
         """Delete a user: their sessions end first, so their access tokens stop working at

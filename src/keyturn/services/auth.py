@@ -7,6 +7,7 @@ import random
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from keyturn import errors, wire
 from keyturn.clock import Clock
@@ -41,10 +42,18 @@ from keyturn.services.accounts import check_password
 from keyturn.services.audit import AuditTrail
 from keyturn.services.context import NO_CONTEXT, RequestContext
 from keyturn.services.keyring import KeyringService
-from keyturn.services.limits import ClientLimits
+from keyturn.services.limits import (
+    KNOWN_ADDRESS_AGE,
+    ClientLimits,
+    address_key,
+    known_address_account_key,
+    login_account_key,
+    login_address_key,
+)
 from keyturn.services.revocation import RevocationBatch, RevocationService
 from keyturn.state.memory import BoundedTtlCache
 from keyturn.state.protocols import RateLimiter
+from keyturn.storage import audit as audit_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
@@ -73,6 +82,19 @@ class _Rotation:
     session: Session
     user: UserRecord
     repeated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Reserved:
+    """The counters a password attempt reserved: the account's (or, under the known-address
+    exception, that address's own allowance for the account), and the address's (None
+    without an address). `own_allowance` names the known-address counter a failure from a
+    known address also counts on (None when the exception does not apply)."""
+
+    account: str
+    address: str | None
+    own_allowance: str | None
+    user_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,31 +203,25 @@ class AuthService:
     ) -> IssuedTokens:
         """Check the password and open a session.
 
-        Raises TooManyRequestsError past the failure limit (even for the right password),
+        Raises TooManyRequestsError past the failure limits (for the right password too,
+        unless it comes from an address this account logged in from before),
         InvalidCredentialsError (the same for unknown accounts), AccountDisabledError.
         """
-        account, *addresses = self._login_counters(identifier, context)
-        self._check_login_counters(account, addresses, context=context)
-        try:
-            with self._database.snapshot() as connection:
-                user = user_store.find_user_by_login(connection, identifier)
-        except Exception:
-            self._limiter.undo(account)  # never checked (an outage): not a failure
-            raise
+        with self._database.snapshot() as connection:
+            user = user_store.find_user_by_login(connection, identifier)
+        subject = user.id if user else identifier.strip().casefold()[:160]
+        counters = self._reserve_attempt(subject, user, context=context, event="login_locked")
         if user is None:
             self._hashing.verify_password(self._dummy_hash, password)
             matched = False
         else:
             matched = self._hashing.verify_password(user.password_hash, password)
-        if not matched:  # the account's count of this attempt stays: a failure
-            for key in addresses:
-                self._limiter.hit(
-                    key, limit=self._settings.login_max_failures, window=self._login_window
-                )
+        if not matched:  # the reserved counts stay: they are this failure
+            self._count_failure(counters, context)
             self._record_event("login_failed", user_id=user.id if user else None, context=context)
             raise errors.InvalidCredentialsError()
         assert user is not None  # noqa: S101 - matched implies a user
-        self._limiter.reset(account)
+        self._release_attempt(counters)
         if user.is_disabled:
             with self._database.transaction() as connection:
                 self._audit.record(
@@ -225,38 +241,96 @@ class AuthService:
             user, remember_me=remember_me, context=context, upgraded_hash=upgraded_hash
         )
 
-    def _check_login_counters(
-        self, account: str, addresses: list[str], *, context: RequestContext
-    ) -> None:
-        """Raise TooManyRequestsError when the account or the address is over the limit.
+    def _reserve_attempt(
+        self,
+        subject: str,
+        user: UserRecord | None,
+        *,
+        context: RequestContext,
+        event: str,
+        known_address_passes: bool = True,
+    ) -> _Reserved:
+        """Take this password attempt from the address's and the account's allowance, before
+        the password is checked; raise TooManyRequestsError when either is used up.
 
-        The account's counter takes this attempt *before* its password is checked (and gives
-        it back on success): guesses at one account sent in parallel would otherwise all find
-        the counter low and all be tried. An address only counts failures, since one address
-        (an office, a proxy) may log in many people at once.
+        Reserving first, atomically, is what stops a parallel burst: attempts that all read a
+        low count before any of them failed would otherwise all be tried. Success gives the
+        reservations back, so only failures (and attempts still in flight) count. The account
+        is counted by user id, so its email and its username share one allowance; an
+        identifier that names no account is counted as typed, and is answered the same way.
+        An address that logged into this account before has an allowance of its own (the
+        same size): failures from it count there and on the account, and while the account
+        is locked by failures from elsewhere (which anyone can cause by guessing) it may still
+        try until its own allowance is used up. Not for password changes
+        (`known_address_passes` False): a stolen token is used from wherever the owner is.
         """
-        limit = self._settings.login_max_failures
-        waits = [
-            self._limiter.blocked_for(key, limit=limit, window=self._login_window)
-            for key in addresses
-        ]
-        wait = next((w for w in waits if w is not None), None)
-        if wait is None:
-            wait = self._limiter.hit(account, limit=limit, window=self._login_window)
+        address = login_address_key(context.ip) if context.ip else None
+        if address is not None:
+            wait = self._limiter.reserve(
+                address,
+                limit=self._settings.login_max_failures_per_ip,
+                window=self._login_window,
+            )
             if wait is not None:
-                self._limiter.undo(account)  # refused untried: not a failure
-        if wait is not None:
-            self._record_event("login_locked", context=context)
-            raise errors.TooManyRequestsError(
-                f"Too many failed logins; try again in {wait} seconds.",
-                retry_after_seconds=wait,
+                self._refuse_attempt(wait, event=event, user=user, context=context)
+        account = login_account_key(subject)
+        own = (
+            known_address_account_key(subject, context.ip)
+            if known_address_passes and context.ip
+            else None
+        )
+        reserved = _Reserved(account, address, own, user.id if user else None)
+        limit = self._settings.login_max_failures
+        wait = self._limiter.reserve(account, limit=limit, window=self._login_window)
+        if wait is None:
+            return reserved
+        # Asked for unknown accounts too, so a lock answers as fast either way.
+        if (
+            own is not None
+            and self._is_known_address(reserved.user_id, context)
+            and self._limiter.reserve(own, limit=limit, window=self._login_window) is None
+        ):
+            return _Reserved(own, address, None, reserved.user_id)
+        if address is not None:
+            self._limiter.undo(address)  # refused untried: not a failure
+        self._refuse_attempt(wait, event=event, user=user, context=context)
+
+    def _count_failure(self, reserved: _Reserved, context: RequestContext) -> None:
+        """A failure from an address the account knows also uses up that address's own
+        allowance (the reservations already count it everywhere else)."""
+        if reserved.own_allowance is not None and self._is_known_address(reserved.user_id, context):
+            self._limiter.hit(
+                reserved.own_allowance,
+                limit=self._settings.login_max_failures,
+                window=self._login_window,
             )
 
-    def _login_counters(self, identifier: str, context: RequestContext) -> list[str]:
-        counters = ["login:account:" + identifier.strip().casefold()[:160]]
-        if context.ip:
-            counters.append("login:ip:" + context.ip)
-        return counters
+    def _release_attempt(self, reserved: _Reserved) -> None:
+        """The attempt succeeded: the address gets its count back, the account (or the
+        address's own allowance for it) starts over."""
+        if reserved.address is not None:
+            self._limiter.undo(reserved.address)
+        self._limiter.reset(reserved.account)
+
+    def _refuse_attempt(
+        self, wait: int, *, event: str, user: UserRecord | None, context: RequestContext
+    ) -> NoReturn:
+        self._record_event(event, user_id=user.id if user else None, context=context)
+        raise errors.TooManyRequestsError(
+            f"Too many failed attempts; try again in {wait} seconds.",
+            retry_after_seconds=wait,
+        )
+
+    def _is_known_address(self, user_id: str | None, context: RequestContext) -> bool:
+        """Whether the account logged in successfully from this address (IPv6: this /64)
+        in the last KNOWN_ADDRESS_DAYS."""
+        if not context.ip:
+            return False
+        since = self._clock.now() - KNOWN_ADDRESS_AGE
+        with self._database.snapshot() as connection:
+            addresses = audit_store.login_addresses(connection, user_id or "", since=since)
+        here = address_key(context.ip)
+        return any(address_key(address) == here for address in addresses)
 
     def _open_session(
         self,
@@ -282,7 +356,8 @@ class AuthService:
             client_id=context.client_id or wire.DEFAULT_CLIENT_ID,
         )
         refresh_token = new_refresh_token()
-        with self._database.transaction() as connection:
+        with self._revocation.batch() as batch:
+            connection = batch.connection
             if upgraded_hash is not None:
                 user_store.set_password_hash(connection, user.id, upgraded_hash, now=now)
             session_store.insert_session(connection, session)
@@ -300,6 +375,7 @@ class AuthService:
                 session_id=session.id,
                 context=context,
             )
+            self._end_sessions_over_limit(batch, user.id, now=now, context=context)
         self._user_cache.put(user.id, user)
         return self._issue(
             user,
@@ -308,6 +384,26 @@ class AuthService:
             refresh_token=refresh_token,
             remember_me=remember_me,
         )
+
+    def _end_sessions_over_limit(
+        self, batch: RevocationBatch, user_id: str, *, now: datetime, context: RequestContext
+    ) -> None:
+        """End the user's oldest live sessions beyond KEYTURN_MAX_SESSIONS_PER_USER.
+
+        Every login stores a session, and correct logins are not counted by the lockout:
+        without a cap, one account's password could fill the database (and every listing of
+        its sessions) without bound. The ended sessions' access tokens stop too."""
+        limit = self._settings.max_sessions_per_user
+        over = session_store.live_session_ids_beyond(batch.connection, user_id, now=now, keep=limit)
+        for revocation in batch.end_sessions(over, reason="session_limit"):
+            self._audit.record(
+                batch.connection,
+                "session_evicted",
+                user_id=user_id,
+                session_id=revocation.subject,
+                context=context,
+                detail={"limit": limit},
+            )
 
     def _lifetimes(self, remember_me: bool) -> SessionLifetimes:
         return self._lifetimes_by_remember_me[remember_me]
@@ -550,11 +646,23 @@ class AuthService:
     ) -> None:
         """Replace the password and end the user's other sessions.
 
-        Raises InvalidCredentialsError for a wrong current password, WeakPasswordError.
+        The current password is guessed under the login limits (a stolen access token must
+        not become an unlimited password oracle), and every wrong one is audited.
+        Raises InvalidCredentialsError for a wrong current password, TooManyRequestsError
+        past the failure limits, WeakPasswordError.
         """
         user = self.load_user(claims.subject)
+        counters = self._reserve_attempt(
+            user.id,
+            user,
+            context=context,
+            event="password_change_locked",
+            known_address_passes=False,
+        )
         if not self._hashing.verify_password(user.password_hash, current_password):
+            self._record_event("password_change_failed", user_id=user.id, context=context)
             raise errors.InvalidCredentialsError("The current password is incorrect.")
+        self._release_attempt(counters)
         check_password(new_password, email=user.email, username=user.username)
         new_hash = self._hashing.hash_password(new_password)
         with self._revocation.batch() as batch:

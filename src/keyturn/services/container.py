@@ -11,11 +11,14 @@ from anyio import to_thread
 from keyturn.clock import Clock, SystemClock
 from keyturn.config import Settings
 from keyturn.core.passwords import Argon2Parameters, PasswordHashing
+from keyturn.mail.sender import Mailer, MailSender
+from keyturn.mail.transports import DEVELOPMENT_MAIL_DIR, FileTransport, SmtpTransport, Transport
 from keyturn.services.accounts import AccountService
 from keyturn.services.admin import AdminService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.auth import AuthService
 from keyturn.services.browser import BrowserService
+from keyturn.services.hashing import HashingGate
 from keyturn.services.keyring import KeyringService
 from keyturn.services.limits import ClientLimits
 from keyturn.services.revocation import RevocationService
@@ -42,8 +45,11 @@ class Services:
     limiter: RateLimiter
     upkeep: Upkeep
     browser: BrowserService
+    hashing: HashingGate
+    password_hashing: PasswordHashing
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
+    mail: Mailer | None = None
 
     async def start(self) -> None:
         """Apply pending migrations, load keys (creating the first), catch up with the
@@ -63,6 +69,7 @@ class Services:
             await self.upkeep.stop()
         finally:
             self.database.dispose()
+            self.password_hashing.close()
             if self.redis is not None:
                 self.redis.close()
 
@@ -73,8 +80,19 @@ def password_hashing(settings: Settings) -> PasswordHashing:
             memory_kib=settings.argon2_memory_kib,
             time_cost=settings.argon2_time_cost,
             parallelism=settings.argon2_parallelism,
-        )
+        ),
+        threads=settings.hashing_threads,
     )
+
+
+def mail_transport(settings: Settings) -> Transport:
+    """SMTP when KEYTURN_SMTP_URL is set; else (development: production refuses to start)
+    .eml files under ./.keyturn/mail/."""
+    if settings.smtp_url is not None:
+        return SmtpTransport(
+            settings.smtp_url.get_secret_value(), timeout=settings.smtp_timeout_seconds
+        )
+    return FileTransport(DEVELOPMENT_MAIL_DIR)
 
 
 def build_services(
@@ -107,6 +125,7 @@ def build_services(
         revocation.hooks.append(channel.publish)
         extra_probes["redis"] = link.ping
     client_limits = ClientLimits(settings, shared=limiter, fast=fast_limiter)
+    mail_sender = MailSender(settings, database, clock, transport=mail_transport(settings))
     auth = AuthService(
         settings,
         database,
@@ -145,8 +164,12 @@ def build_services(
             keyring=keyring,
             auth=auth,
             channel=channel,
+            mail=mail_sender,
         ),
         browser=BrowserService(settings, database, clock),
+        hashing=HashingGate(threads=hashing.threads, max_waiting=settings.hashing_queue_max),
+        password_hashing=hashing,
         extra_probes=extra_probes,
         redis=link,
+        mail=Mailer(settings, clock, sender=mail_sender),
     )

@@ -23,7 +23,14 @@ from keyturn.state.memory import BoundedTtlCache, RevocationList
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
-from keyturn.storage.revocations import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
+from keyturn.storage.revocations import (
+    KIND_SESSION,
+    KIND_TOKEN,
+    KIND_USER,
+    FeedCursor,
+    FeedRead,
+    Revocation,
+)
 from keyturn.storage.users import UserRecord
 
 logger = logging.getLogger("keyturn.revocation")
@@ -48,6 +55,7 @@ class RevocationService:
         self._user_cache = user_cache
         self._coverage = timedelta(seconds=settings.access_ttl_seconds + CLOCK_SKEW_SECONDS)
         self.hooks: list[RevocationHook] = []
+        self.feed_cursor = FeedCursor()  # start-up reads every live row
 
     # Writing: in a transaction whose revocations are published once it has committed.
 
@@ -95,17 +103,16 @@ class RevocationService:
 
     # The feed.
 
-    def fetch_new(self) -> list[Revocation]:
-        """Blocking: rows past our cursor (run it in a thread)."""
+    def fetch_new(self) -> FeedRead:
+        """Blocking: the rows not read yet (run it in a thread)."""
         with self._database.snapshot() as connection:
-            return revocation_store.revocations_after(
-                connection, self.revocations.cursor, now=self._clock.now()
-            )
+            return revocation_store.read_feed(connection, self.feed_cursor, now=self._clock.now())
 
-    def apply_fetched(self, rows: list[Revocation]) -> None:
-        self.apply(rows)
-        if rows:
-            self.revocations.cursor = max(self.revocations.cursor, rows[-1].id)
+    def apply_fetched(self, read: FeedRead) -> None:
+        self.apply(read.revocations)
+        # Whatever read came last, its cursor covers only rows it applied: an older one
+        # makes the next read take some rows again, never skip one.
+        self.feed_cursor = read.cursor
         self.revocations.mark_synced()
         self.revocations.prune(now=self._clock.timestamp())
 

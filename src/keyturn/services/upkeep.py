@@ -4,18 +4,21 @@ key reloads, purging old rows."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from redis.exceptions import RedisError
 from sqlalchemy.engine import Connection
 
 from keyturn.clock import Clock
 from keyturn.config import Settings
 from keyturn.errors import ServiceUnavailableError
+from keyturn.mail.sender import MailSender
 from keyturn.services.auth import AuthService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.revocation import RevocationService
@@ -26,6 +29,7 @@ from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
 
 logger = logging.getLogger("keyturn.upkeep")
+Result = TypeVar("Result")
 _KEY_RELOAD_EVERY = 4  # polls
 PURGE_BATCH = 5000  # rows a purge transaction deletes at most
 CHECKPOINT_EVERY_SECONDS = 1.0
@@ -42,6 +46,7 @@ class Upkeep:
         keyring: KeyringService,
         auth: AuthService,
         channel: RevocationChannel | None = None,
+        mail: MailSender | None = None,
     ) -> None:
         self._settings = settings
         self._database = database
@@ -50,11 +55,21 @@ class Upkeep:
         self._keyring = keyring
         self._auth = auth
         self._channel = channel
+        self._mail = mail
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self._feed_threads: CapacityLimiter | None = None
+        self._chore_threads: CapacityLimiter | None = None
 
     def start(self) -> None:
         self._stopping = asyncio.Event()
+        # Upkeep's threads are its own, never the shared pool that requests use: a crowd of
+        # requests (logins waiting for hashes, a slow database) holding every shared thread
+        # would otherwise hold up the poll, the revocation list would go stale, and every
+        # token check would answer 503. The feed has a thread of its own, so a long purge
+        # never delays it either.
+        self._feed_threads = CapacityLimiter(1)
+        self._chore_threads = CapacityLimiter(2)
         self._tasks = [
             asyncio.create_task(self._poll_forever(), name="keyturn-revocation-feed"),
             asyncio.create_task(self._purge_forever(), name="keyturn-purge"),
@@ -62,6 +77,10 @@ class Upkeep:
         if self._database.checkpoint_in_background:
             self._tasks.append(
                 asyncio.create_task(self._checkpoint_forever(), name="keyturn-checkpoint")
+            )
+        if self._mail is not None:
+            self._tasks.append(
+                asyncio.create_task(self._mail.run(self._stopping), name="keyturn-mail")
             )
         if self._channel is not None:
             self._tasks.append(
@@ -92,11 +111,11 @@ class Upkeep:
         while await self._pause(self._settings.revocation_poll_seconds):
             polls += 1
             try:
-                rows = await to_thread.run_sync(self._revocation.fetch_new)
-                self._revocation.apply_fetched(rows)
+                read = await self._on_feed_thread(self._revocation.fetch_new)
+                self._revocation.apply_fetched(read)
                 if polls % _KEY_RELOAD_EVERY == 0 or self._auth.key_reload_wanted:
                     self._auth.key_reload_wanted = False
-                    await to_thread.run_sync(self._keyring.reload)
+                    await self._on_feed_thread(self._keyring.reload)
             except ServiceUnavailableError as error:
                 # An outage: one line when it starts, one when it ends, not a trace per poll.
                 if outage_since is None:
@@ -124,7 +143,9 @@ class Upkeep:
                     while True:
                         if channel.link.needs_restore:
                             channel.link.needs_restore = False
-                            await to_thread.run_sync(self.restore_redis, channel)
+                            await self._on_chore_thread(
+                                functools.partial(self.restore_redis, channel)
+                            )
                         revocations = await subscription.receive(timeout=1.0)
                         if revocations:
                             self._revocation.apply(revocations)
@@ -133,6 +154,12 @@ class Upkeep:
             except Exception:  # a bug must not end the task: the channel only speeds things up
                 logger.warning("revocation channel failed", exc_info=True)
             await asyncio.sleep(RETRY_PAUSE_SECONDS)
+
+    async def _on_feed_thread(self, work: Callable[[], Result]) -> Result:
+        return await to_thread.run_sync(work, limiter=self._feed_threads)
+
+    async def _on_chore_thread(self, work: Callable[[], Result]) -> Result:
+        return await to_thread.run_sync(work, limiter=self._chore_threads)
 
     def restore_redis(self, channel: RevocationChannel) -> None:
         sessions, tokens = self._revocation.revocations.live_entries(now=self._clock.timestamp())
@@ -154,7 +181,7 @@ class Upkeep:
         (see storage.db.Database)."""
         while await self._pause(CHECKPOINT_EVERY_SECONDS):
             try:
-                await to_thread.run_sync(self._database.checkpoint)
+                await self._on_chore_thread(self._database.checkpoint)
             except ServiceUnavailableError:
                 pass  # the revocation feed reports the outage; the next second tries again
             except Exception:
@@ -163,7 +190,7 @@ class Upkeep:
     async def _purge_forever(self) -> None:
         while await self._pause(self._settings.purge_interval_seconds):
             try:
-                await to_thread.run_sync(self.purge)
+                await self._on_chore_thread(self.purge)
             except Exception:
                 logger.warning("purge failed", exc_info=True)
 
@@ -193,6 +220,9 @@ class Upkeep:
             rate_limit_store.purge_counters(
                 connection, older_than=now - timedelta(seconds=self._settings.login_window_seconds)
             )
+        if self._mail is not None:
+            mail = self._mail
+            self._purge_in_batches(lambda connection: mail.purge(connection, limit=PURGE_BATCH))
 
     def _purge_in_batches(self, delete_batch: Callable[[Connection], int]) -> None:
         while not self._stopping.is_set():

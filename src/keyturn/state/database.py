@@ -33,6 +33,17 @@ class DatabaseRateLimiter:
             return None
         return max(1, ceil((started_at + window - now).total_seconds()))
 
+    def reserve(self, key: str, *, limit: int, window: timedelta) -> int | None:
+        now = self._clock.now()
+        with self._database.transaction() as connection:
+            reserved = rate_limits.reserve_slot(
+                connection, key, limit=limit, now=now, window=window
+            )
+            if reserved:
+                return None
+            _count, started_at = rate_limits.read_counter(connection, key, now=now, window=window)
+        return max(1, ceil((started_at + window - now).total_seconds()))
+
     def undo(self, key: str) -> None:
         with self._database.transaction() as connection:
             rate_limits.decrement_counter(connection, key)

@@ -27,7 +27,6 @@ class RevocationList:
     def __init__(self) -> None:
         self._sessions: dict[str, float] = {}
         self._tokens: dict[str, float] = {}
-        self.cursor = 0
         self.synced_at = time.monotonic()
 
     def revoke_session(self, session_id: str, *, until: float) -> None:
@@ -130,6 +129,19 @@ class MemoryRateLimiter:
         if count <= limit:
             return None
         return max(1, ceil(ends_at - now))
+
+    def reserve(self, key: str, *, limit: int, window: timedelta) -> int | None:
+        now = self._clock.timestamp()
+        with self._lock:
+            count, ends_at = self._windows.get(key, (0, now))
+            if ends_at <= now:
+                count, ends_at = 0, now + window.total_seconds()
+            if count >= limit:
+                return max(1, ceil(ends_at - now))
+            self._windows[key] = (count + 1, ends_at)
+            if len(self._windows) > self._max_keys:
+                self._shrink(now)
+        return None
 
     def undo(self, key: str) -> None:
         with self._lock:

@@ -15,6 +15,12 @@ class RateLimiter(Protocol):
         """Count one attempt; return seconds to wait when this attempt is over the limit."""
         ...
 
+    def reserve(self, key: str, *, limit: int, window: timedelta) -> int | None:
+        """Count one attempt only if `key` is under `limit`, in one atomic step; return None
+        when it was counted, else seconds to wait (and nothing was counted). Parallel callers
+        can never push the count past `limit`, however they interleave."""
+        ...
+
     def undo(self, key: str) -> None:
         """Take back one hit: the attempt it counted turned out not to count (it succeeded,
         or was refused before being tried)."""

@@ -51,6 +51,21 @@ end
 return {count, ttl}
 """
 
+# Count only while under the limit (ARGV[2]), in one step: parallel reservations from any
+# number of processes never admit more than the limit. Returns {1 if counted, ttl}.
+_RESERVE_SCRIPT = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count >= tonumber(ARGV[2]) then
+  return {0, redis.call('PTTL', KEYS[1])}
+end
+redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {1, ttl}
+"""
 
 # Never below zero, and never on a counter whose window is over (the key is gone).
 _UNDO_SCRIPT = """
@@ -134,6 +149,7 @@ class RedisRateLimiter:
         self._prefix = prefix
         self._hit = link.client.register_script(_HIT_SCRIPT)
         self._undo = link.client.register_script(_UNDO_SCRIPT)
+        self._reserve = link.client.register_script(_RESERVE_SCRIPT)
 
     def blocked_for(self, key: str, *, limit: int, window: timedelta) -> int | None:
         if self._link.is_up:
@@ -164,6 +180,18 @@ class RedisRateLimiter:
                     return None
                 return _seconds(ttl_ms, window)
         return self._fallback.hit(key, limit=limit, window=window)
+
+    def reserve(self, key: str, *, limit: int, window: timedelta) -> int | None:
+        if self._link.is_up:
+            window_ms = max(1, int(window.total_seconds() * 1000))
+            try:
+                counted, ttl_ms = self._reserve(keys=[self._prefix + key], args=[window_ms, limit])
+            except RedisError as error:
+                self._link.mark_down(error)
+            else:
+                self._link.note_success()
+                return None if int(counted) else _seconds(ttl_ms, window)
+        return self._fallback.reserve(key, limit=limit, window=window)
 
     def undo(self, key: str) -> None:
         if self._link.is_up:

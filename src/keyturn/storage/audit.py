@@ -88,3 +88,21 @@ def _event(row: RowMapping) -> AuditEvent:
         user_agent=row["user_agent"],
         detail=detail if isinstance(detail, dict) else None,
     )
+
+
+def login_addresses(
+    connection: Connection, user_id: str, *, since: datetime, limit: int = 100
+) -> list[str]:
+    """Addresses the user logged in from successfully since `since`, newest first."""
+    rows = connection.execute(
+        select(audit_events.c.ip)
+        .where(
+            audit_events.c.user_id == user_id,
+            audit_events.c.event == "login_succeeded",
+            audit_events.c.occurred_at >= since,
+            audit_events.c.ip.is_not(None),
+        )
+        .order_by(audit_events.c.occurred_at.desc())
+        .limit(limit)
+    )
+    return [row[0] for row in rows]

@@ -177,7 +177,14 @@ revocations = Table(
     Column("subject", String(64), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
+    # PostgreSQL: the id of the transaction that wrote the row (pg_current_xact_id(), a
+    # default the migration sets), which readers of the feed compare with their snapshots.
+    # NULL on SQLite, where the id alone orders the feed (see storage.revocations).
+    Column("transaction_id", BigInteger()),
     Index(None, "expires_at"),
+    Index(None, "transaction_id"),
+    # SQLite: an id is never handed out again, even after the rows above it were purged.
+    sqlite_autoincrement=True,
 )
 
 rate_limits = Table(
@@ -209,4 +216,27 @@ audit_events = Table(
     Column("detail", Text()),
     Index(None, "occurred_at"),
     Index(None, "user_id"),
+)
+
+# Mail waiting for the sender in upkeep: a request only inserts here, in its own transaction.
+# `message` is the whole rendered RFC 5322 message (it holds single-use links) and is emptied
+# once the mail is sent or has failed; `claimed_until` is the lease of the sender delivering it.
+mail_outbox = Table(
+    "mail_outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(48), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("user_id", String(32)),
+    Column("message", LargeBinary()),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("claimed_until", UTCDateTime()),
+    Column("claim_token", String(32)),
+    Column("finished_at", UTCDateTime()),
+    Column("last_error", String(500)),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "finished_at"),
 )

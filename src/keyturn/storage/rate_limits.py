@@ -47,6 +47,35 @@ def increment_counter(
     return read_counter(connection, key, now=now, window=window)
 
 
+def reserve_slot(
+    connection: Connection, key: str, *, limit: int, now: datetime, window: timedelta
+) -> bool:
+    """Add one hit only while the live window holds fewer than `limit`; True when added.
+
+    One conditional upsert: PostgreSQL locks the row for the update and SQLite writes one
+    statement at a time, so parallel reservations never admit more than `limit`.
+    """
+    if limit < 1:
+        return False
+    dialect = connection.dialect.name
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(rate_limits)
+    window_over = rate_limits.c.window_started_at <= now - window
+    now_value = literal(now, UTCDateTime())
+    upsert = statement.values(key=key, window_started_at=now, count=1).on_conflict_do_update(
+        index_elements=[rate_limits.c.key],
+        set_={
+            "count": case((window_over, 1), else_=rate_limits.c.count + 1),
+            "window_started_at": case(
+                (window_over, now_value), else_=rate_limits.c.window_started_at
+            ),
+        },
+        where=window_over | (rate_limits.c.count < limit),
+    )
+    # A row comes back only when the insert or the update happened (rowcount is not
+    # reliable for a skipped ON CONFLICT update on every driver).
+    return connection.execute(upsert.returning(rate_limits.c.count)).first() is not None
+
+
 def decrement_counter(connection: Connection, key: str) -> None:
     connection.execute(
         update(rate_limits)

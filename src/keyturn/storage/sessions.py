@@ -88,6 +88,29 @@ def list_live_sessions(connection: Connection, user_id: str, *, now: datetime) -
     return [_session(row) for row in rows]
 
 
+def live_session_ids_beyond(
+    connection: Connection, user_id: str, *, now: datetime, keep: int
+) -> list[str]:
+    """Ids of the user's live sessions other than the `keep` newest, newest first.
+
+    On PostgreSQL the user's row is locked first, so that logins of one user running at
+    once count each other's sessions (SQLite's writers are one at a time already)."""
+    connection.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
+    return list(
+        connection.execute(
+            select(sessions.c.id)
+            .where(
+                sessions.c.user_id == user_id,
+                sessions.c.ended_at.is_(None),
+                sessions.c.idle_expires_at > now,
+                sessions.c.absolute_expires_at > now,
+            )
+            .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
+            .offset(keep)
+        ).scalars()
+    )
+
+
 def live_session_ids(connection: Connection, user_id: str) -> list[str]:
     return list(
         connection.execute(

@@ -90,6 +90,18 @@ async def enable_user(
     return Response(status_code=204)
 
 
+@router.post(
+    "/users/{user_id}/unlock", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY
+)
+async def unlock_user(
+    user_id: str, _admin: AdminClaims, services: ServicesDep, context: ContextDep
+) -> Response:
+    """Clear a user's failed-login lock: the right password works again at once (audited as
+    `user_unlocked`; the limit per client address is left as it is)."""
+    await run_in_threadpool(services.admin.unlock_user, user_id[:64], context=context)
+    return Response(status_code=204)
+
+
 @router.delete(
     "/users/{user_id}", status_code=204, responses=_CHANGE_ERRORS, openapi_extra=BEARER_SECURITY
 )

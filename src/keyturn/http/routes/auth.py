@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any
 
@@ -117,16 +118,20 @@ def token_pair(issued: IssuedTokens) -> dict[str, object]:
     responses={**_ERRORS, 409: {"model": Problem, "description": "Email or username taken"}},
 )
 async def register(
-    body: RegisterRequest, services: ServicesDep, context: ContextDep
+    body: RegisterRequest, request: Request, services: ServicesDep, context: ContextDep
 ) -> UserEnvelope:
     """Create an account. 409 `email_taken`/`username_taken`; 422 `invalid_email`,
-    `invalid_username` or `weak_password`, with `reasons`."""
-    user = await run_in_threadpool(
-        services.accounts.register,
-        email=body.email,
-        password=body.password,
-        username=body.username,
-        context=context,
+    `invalid_username` or `weak_password`, with `reasons`; 503 `overloaded` with
+    `Retry-After` while too many passwords wait to be hashed."""
+    user = await services.hashing.run(
+        functools.partial(
+            services.accounts.register,
+            email=body.email,
+            password=body.password,
+            username=body.username,
+            context=context,
+        ),
+        gone=request.is_disconnected,
     )
     return UserEnvelope(user=UserOut.of(user))
 
@@ -153,18 +158,22 @@ async def login(
     With `X-Auth-Mode: cookie` the tokens are set as HttpOnly cookies (plus a readable
     `csrf_token` cookie to echo in `X-CSRF-Token`) and the body holds none of them.
     401 `invalid_credentials` whether or not the account exists; 429 with `Retry-After`
-    past `KEYTURN_LOGIN_MAX_FAILURES` failures; 403 `account_disabled`.
+    past `KEYTURN_LOGIN_MAX_FAILURES` failures; 403 `account_disabled`; 503 `overloaded`
+    with `Retry-After` while too many passwords wait to be checked.
     """
     cookie_mode = is_cookie_mode(auth_mode)
     if cookie_mode:
         # Login CSRF: another site must not sign a browser into an account of its choosing.
         services.browser.check_origin(request.headers.get("origin"))
-    issued = await run_in_threadpool(
-        services.auth.login,
-        identifier=body.identifier,
-        password=body.password,
-        remember_me=body.remember_me,
-        context=context,
+    issued = await services.hashing.run(
+        functools.partial(
+            services.auth.login,
+            identifier=body.identifier,
+            password=body.password,
+            remember_me=body.remember_me,
+            context=context,
+        ),
+        gone=request.is_disconnected,
     )
     if cookie_mode:
         set_cookies(request, response, services, issued)
@@ -293,17 +302,34 @@ async def end_session(
     return Response(status_code=204)
 
 
-@router.post("/password", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
+@router.post(
+    "/password",
+    status_code=204,
+    responses={
+        **_ERRORS,
+        429: {"model": Problem, "description": "Too many wrong current passwords; see Retry-After"},
+    },
+    openapi_extra=BEARER_SECURITY,
+)
 async def change_password(
-    body: PasswordChangeRequest, claims: Claims, services: ServicesDep, context: ContextDep
+    body: PasswordChangeRequest,
+    request: Request,
+    claims: Claims,
+    services: ServicesDep,
+    context: ContextDep,
 ) -> Response:
-    """Change the password; every other session of the caller ends."""
-    await run_in_threadpool(
-        services.auth.change_password,
-        claims,
-        current_password=body.current_password,
-        new_password=body.new_password,
-        context=context,
+    """Change the password; every other session of the caller ends. Wrong current passwords
+    count against the same limits as failed logins (429 past them); 503 `overloaded` with
+    `Retry-After` while too many passwords wait to be hashed."""
+    await services.hashing.run(
+        functools.partial(
+            services.auth.change_password,
+            claims,
+            current_password=body.current_password,
+            new_password=body.new_password,
+            context=context,
+        ),
+        gone=request.is_disconnected,
     )
     return Response(status_code=204)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import replace
 from typing import Any
@@ -180,8 +181,11 @@ async def token(request: Request, services: ServicesDep, context: ContextDep) ->
     issued: IssuedTokens
     if grant_type == "password":
         username, password = required(form, "username"), required(form, "password")
-        issued = await run_in_threadpool(
-            services.auth.login, identifier=username, password=password, context=context
+        issued = await services.hashing.run(
+            functools.partial(
+                services.auth.login, identifier=username, password=password, context=context
+            ),
+            gone=request.is_disconnected,
         )
     elif grant_type == "refresh_token":
         refresh_token = required(form, "refresh_token")

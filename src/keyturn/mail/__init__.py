@@ -1,0 +1,1 @@
+"""Mail: a durable outbox in the database, the sender that empties it, and the messages."""
