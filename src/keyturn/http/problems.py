@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keyturn import wire
@@ -23,6 +23,9 @@ _STATUS_CODES = {
 }
 
 OAUTH_PATH_PREFIX = "/oauth/"
+# Machine-facing paths answer JSON whatever the Accept header says: a client library parses
+# the body of a 404 there, and an HTML page would only confuse it.
+JSON_ONLY_PREFIXES = ("/api/", OAUTH_PATH_PREFIX, "/.well-known/")
 # RFC 6749 §5.2: how a refusal on /oauth/* reads, by Keyturn code -> (OAuth error, status).
 # The one table; a code missing here reads invalid_request (4xx) or server_error (5xx).
 OAUTH_ERRORS: dict[str, tuple[str, int]] = {
@@ -122,8 +125,32 @@ def _describe(detail: Any) -> str:
     return f"{field}: {detail.get('msg', 'invalid')}"
 
 
-async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+def wants_html_page(request: Request) -> bool:
+    """Whether a browser navigated here: a page path, and an Accept header that names
+    text/html (or text/*) with a non-zero quality (RFC 9110 §12.5.1)."""
+    path: str = request.scope["path"]
+    if path.startswith(JSON_ONLY_PREFIXES) or f"{path}/" in JSON_ONLY_PREFIXES:
+        return False
+    for media_range in request.headers.get("accept", "").lower().split(","):
+        media_type, *parameters = (part.strip() for part in media_range.split(";"))
+        if media_type not in ("text/html", "text/*"):
+            continue
+        quality = next((p[2:].strip() for p in parameters if p.startswith("q=")), "1")
+        try:
+            if float(quality) > 0:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    if exc.status_code == 404 and wants_html_page(request):
+        # Imported here: the pages import this package's modules, not the other way round.
+        from keyturn.web.routes import not_found_page
+
+        return not_found_page(request)
     code = _STATUS_CODES.get(exc.status_code, wire.INVALID_REQUEST)
     message = {
         404: "There is nothing at this path.",

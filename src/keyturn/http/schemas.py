@@ -84,6 +84,14 @@ class PasswordChangeRequest(Strict):
     new_password: Password
 
 
+class AccountDeleteRequest(Strict):
+    current_password: Password
+
+
+class AdminPasswordRequest(Strict):
+    new_password: Password
+
+
 class RolesRequest(Strict):
     roles: list[Annotated[Text, Field(max_length=32)]] = Field(max_length=16)
 
@@ -145,7 +153,11 @@ class CookieLoginResponse(BaseModel):
 class SessionOut(BaseModel):
     id: str
     created_at: datetime
-    last_used_at: datetime
+    last_used_at: datetime = Field(
+        description="When the session last got tokens: its login or its latest refresh. Requests"
+        " made with an access token are not recorded, so a session in use shows a time at most"
+        " one access-token lifetime old."
+    )
     expires_at: datetime
     user_agent: str | None
     ip: str | None

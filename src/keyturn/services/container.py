@@ -165,7 +165,15 @@ def build_services(
         keyring=keyring,
         accounts=AccountService(database, hashing, audit, clock, client_limits=client_limits),
         auth=auth,
-        admin=AdminService(database, clock, revocation=revocation, audit=audit, limiter=limiter),
+        admin=AdminService(
+            database,
+            clock,
+            revocation=revocation,
+            audit=audit,
+            hashing=hashing,
+            limiter=limiter,
+            settings=settings,
+        ),
         revocation=revocation,
         limiter=limiter,
         upkeep=Upkeep(
