@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from keyturn.http.deps import (
@@ -125,19 +126,24 @@ async def delete_user(
 async def set_password(
     user_id: str,
     body: AdminPasswordRequest,
+    request: Request,
     admin: AdminClaims,
     services: ServicesDep,
     context: ContextDep,
 ) -> Response:
     """Set a user's password. Every session of the user ends at once (the admin's own too,
     when it is their own account); the change is in the audit trail as `password_set`.
-    422 `weak_password` (with `reasons`) under the same policy as registration."""
-    await run_in_threadpool(
-        services.admin.set_password,
-        user_id[:64],
-        body.new_password,
-        actor_id=admin.subject,
-        context=context,
+    422 `weak_password` (with `reasons`) under the same policy as registration; 503
+    `overloaded` with `Retry-After` while too many passwords wait to be hashed."""
+    await services.hashing.run(
+        functools.partial(
+            services.admin.set_password,
+            user_id[:64],
+            body.new_password,
+            actor_id=admin.subject,
+            context=context,
+        ),
+        gone=request.is_disconnected,
     )
     return Response(status_code=204)
 

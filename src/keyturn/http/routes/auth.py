@@ -358,14 +358,18 @@ async def delete_account(
     Every session and access token of the account stops working at once, on every instance;
     a browser's cookies are cleared. 401 `invalid_credentials` for a wrong password (nothing
     changes); 429 with `Retry-After` past `KEYTURN_LOGIN_MAX_FAILURES` wrong passwords in the
-    login window; 409 `last_admin` for the only enabled admin.
+    login window; 409 `last_admin` for the only enabled admin; 503 `overloaded` with
+    `Retry-After` while too many passwords wait to be hashed.
     """
-    await run_in_threadpool(
-        services.admin.delete_own_account,
-        claims.subject,
-        current_password=body.current_password,
-        session_id=claims.session_id,
-        context=context,
+    await services.hashing.run(
+        functools.partial(
+            services.admin.delete_own_account,
+            claims.subject,
+            current_password=body.current_password,
+            session_id=claims.session_id,
+            context=context,
+        ),
+        gone=request.is_disconnected,
     )
     response = Response(status_code=204)
     if is_authenticated_by_cookie(request):
