@@ -29,6 +29,7 @@ from tests.support.environment import (
     REDIS_TEST_URL,
     TEST_CLIENT_ADDRESS,
     TEST_ISSUER,
+    TEST_SECRETS_KEY,
     ApiFactory,
     RedisDatabase,
     SettingsFactory,
@@ -192,6 +193,9 @@ def make_settings(database_url: str) -> SettingsFactory:
             "argon2_memory_kib": 1024,
             "argon2_time_cost": 1,
             "revocation_poll_seconds": 0.1,
+            # Set, so that apps do not depend on the directory a test runs in (the generated
+            # development key lives under the working directory).
+            "secrets_key": TEST_SECRETS_KEY,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

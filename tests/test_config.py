@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from keyturn.config import Settings
+from keyturn.core.sealing import new_sealing_key
 
 DOCS = Path(__file__).parents[1] / "docs" / "configuration.md"
 
@@ -30,20 +31,29 @@ def test_production_problems_name_each_unsafe_setting() -> None:
         argon2_memory_kib=1024,
     )
     problems = " ".join(unsafe.production_problems())
-    for name in ["KEYTURN_DEBUG", "KEYTURN_SECRET_KEY", "KEYTURN_COOKIE_SECURE", "KEYTURN_ARGON2"]:
+    for name in [
+        "KEYTURN_DEBUG",
+        "KEYTURN_SECRET_KEY",
+        "KEYTURN_COOKIE_SECURE",
+        "KEYTURN_ARGON2",
+        "KEYTURN_SECRETS_KEY",
+    ]:
         assert name in problems
     safe = Settings(  # type: ignore[call-arg]
         _env_file=None,
         env="production",
         smtp_url="smtps://keyturn:secret@smtp.example.com:465",
         mail_from="Keyturn <no-reply@example.com>",
+        secrets_key=new_sealing_key(),
     )
     assert safe.production_problems() == []
 
 
 def test_production_without_smtp_refuses_to_start_with_one_sentence() -> None:
     """Verification and reset mail cannot be sent without SMTP: production says so."""
-    problems = Settings(_env_file=None, env="production").production_problems()  # type: ignore[call-arg]
+    problems = Settings(  # type: ignore[call-arg]
+        _env_file=None, env="production", secrets_key=new_sealing_key()
+    ).production_problems()
     assert len(problems) == 1
     assert "KEYTURN_SMTP_URL" in problems[0] and "KEYTURN_MAIL_FROM" in problems[0]
     assert Settings(_env_file=None).production_problems() == []  # type: ignore[call-arg]

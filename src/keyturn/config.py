@@ -17,6 +17,10 @@ Algorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
 OWASP_ARGON2_MEMORY_KIB = 19456
 OWASP_ARGON2_TIME_COST = 2
 MIN_HMAC_KEY_BYTES = 32
+MIN_METRICS_TOKEN_CHARACTERS = 16
+# Below this a session ends while its user is still reading the page: fine to try things out,
+# a misconfiguration in production.
+MIN_PRODUCTION_SESSION_SECONDS = 60
 
 
 def default_database_url() -> str:
@@ -46,10 +50,22 @@ class Settings(BaseSettings):
     access_ttl_jitter: float = Field(
         0.05, ge=0, le=0.5, description="Each access token lives up to this share less."
     )
-    refresh_ttl_seconds: int = Field(2592000, ge=60, description="Idle lifetime, remember_me.")
-    session_ttl_seconds: int = Field(86400, ge=60, description="Idle lifetime, no remember_me.")
-    session_max_age_seconds: int = Field(7776000, ge=60, description="Absolute session lifetime.")
+    # Any positive lifetime in development, so a demo can watch a refresh token expire;
+    # production keeps a floor (production_problems).
+    refresh_ttl_seconds: int = Field(2592000, ge=1, description="Idle lifetime, remember_me.")
+    session_ttl_seconds: int = Field(86400, ge=1, description="Idle lifetime, no remember_me.")
+    session_max_age_seconds: int = Field(7776000, ge=1, description="Absolute session lifetime.")
     refresh_reuse_grace_seconds: int = Field(10, ge=0, le=300)
+
+    secrets_key: SecretStr | None = Field(
+        None, description="Seals secrets at rest (signing keys, CSRF key); a Fernet key."
+    )
+    secrets_key_file: Path | None = Field(
+        None, description="File holding the sealing key (first line) and older keys (next lines)."
+    )
+    secrets_old_keys: SecretStr | None = Field(
+        None, description="Comma-separated older sealing keys: they unseal, never seal."
+    )
 
     jwt_algorithm: Algorithm = "EdDSA"
     secret_key: SecretStr | None = Field(None, description="HMAC key for HS256, 32+ bytes.")
@@ -97,6 +113,12 @@ class Settings(BaseSettings):
     user_cache_seconds: float = Field(30.0, ge=0)
     purge_interval_seconds: int = Field(600, ge=1)
     log_level: str = "INFO"
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token /metrics requires; unset: /metrics is open."
+    )
+    access_log: bool = Field(
+        True, description="One JSON line per request (method, path, status, duration)."
+    )
 
     smtp_url: SecretStr | None = Field(
         None,
@@ -180,10 +202,25 @@ class Settings(BaseSettings):
                     "KEYTURN_SECRET_KEY must hold at least 32 bytes when KEYTURN_JWT_ALGORITHM"
                     " is HS256."
                 )
+        if self.secrets_key is None and self.secrets_key_file is None:
+            problems.append(
+                "KEYTURN_SECRETS_KEY (or KEYTURN_SECRETS_KEY_FILE) must be set in production:"
+                " it seals the signing keys and other secrets at rest."
+            )
         if self.cookie_secure is False:
             problems.append("KEYTURN_COOKIE_SECURE must not be off in production.")
         if self.issuer and not self.issuer.startswith("https://"):
             problems.append("KEYTURN_ISSUER must be an https:// URL in production.")
+        short = [
+            f"KEYTURN_{name.upper()}"
+            for name in ("refresh_ttl_seconds", "session_ttl_seconds", "session_max_age_seconds")
+            if getattr(self, name) < MIN_PRODUCTION_SESSION_SECONDS
+        ]
+        if short:
+            problems.append(
+                f"{', '.join(short)} must be at least {MIN_PRODUCTION_SESSION_SECONDS} seconds"
+                " in production (shorter lifetimes are for trying things out in development)."
+            )
         if self.argon2_memory_kib < OWASP_ARGON2_MEMORY_KIB or (
             self.argon2_time_cost < OWASP_ARGON2_TIME_COST
         ):
@@ -204,6 +241,10 @@ class Settings(BaseSettings):
                 problems.append(
                     "KEYTURN_JWT_ALGORITHM=HS256 needs KEYTURN_SECRET_KEY of at least 32 bytes."
                 )
+        if self.metrics_token is not None and (
+            len(self.metrics_token.get_secret_value()) < MIN_METRICS_TOKEN_CHARACTERS
+        ):
+            problems.append("KEYTURN_METRICS_TOKEN must be at least 16 characters when set.")
         if self.session_ttl_seconds > self.session_max_age_seconds:
             problems.append("KEYTURN_SESSION_TTL_SECONDS exceeds KEYTURN_SESSION_MAX_AGE_SECONDS.")
         return problems

@@ -63,12 +63,13 @@ def watch_console(page: Page) -> list[str]:
 
 
 def register_in_page(page: Page, server: KeyturnServer, email: str, username: str) -> None:
+    """Sign up through the form: the password is typed once and the page signs the user in."""
     page.goto(f"{server.url}/register")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(DEFAULT_PASSWORD)
     page.get_by_role("button", name="Create account").click()
-    page.wait_for_url(re.compile(r"/login\?registered=1$"))
+    page.wait_for_url(re.compile(r"/dashboard$"))
 
 
 def log_in_in_page(page: Page, identifier: str, *, remember: bool = True) -> None:
@@ -138,8 +139,9 @@ def test_register_login_refresh_revoke_logout(browser: Browser, server: KeyturnS
     page.goto(f"{server.url}/register")
     screenshot(page, "register")
     register_in_page(page, server, "ada@example.com", "ada")
-    expect(page.get_by_role("status")).to_have_text("Your account is ready. Log in to continue.")
-    expect(page.get_by_label("Email or username")).to_have_value("ada@example.com")
+    expect(page.locator("#user-email")).to_have_text("ada@example.com")
+    page.get_by_role("button", name="Log out", exact=True).click()
+    page.wait_for_url(re.compile(r"/login\?signed_out=1$"))
     screenshot(page, "login")
 
     log_in_in_page(page, "ada@example.com")
@@ -278,6 +280,8 @@ def test_keyboard_only_login_with_session_cookies(browser: Browser, server: Keyt
     expect(page.get_by_label("Password")).to_be_focused()
     page.keyboard.type(DEFAULT_PASSWORD)
     page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Show password")).to_be_focused()
+    page.keyboard.press("Tab")
     expect(page.get_by_label("Keep me signed in on this device")).to_be_focused()
     page.keyboard.press("Space")
     page.keyboard.press("Tab")
@@ -366,4 +370,228 @@ def test_docs_load_every_file_from_keyturn_under_a_strict_policy(
     assert page.locator("script:not([src])").count() == 0
     assert [url for url in requested if not url.startswith(server.url)] == []
     assert problems == []
+    context.close()
+
+
+def register_by_api(server: KeyturnServer, email: str = "ada@example.com") -> None:
+    httpx.post(
+        f"{server.url}/api/auth/register", json={"email": email, "password": DEFAULT_PASSWORD}
+    ).raise_for_status()
+
+
+def test_register_signs_the_new_user_in(browser: Browser, server: KeyturnServer) -> None:
+    """Creating an account asks for the password once and lands on the dashboard signed in."""
+    from playwright.sync_api import expect
+
+    context = new_context(browser)
+    page = context.new_page()
+    problems = watch_console(page)
+
+    register_in_page(page, server, "ada@example.com", "ada")
+
+    expect(page.locator("#user-email")).to_have_text("ada@example.com")
+    expect(page.locator("#sessions li")).to_have_count(1)
+    assert {cookie["name"] for cookie in context.cookies()} == {
+        "access_token",
+        "refresh_token",
+        "csrf_token",
+    }
+    assert problems == []
+    context.close()
+
+
+def test_register_form_shows_every_problem_at_once(browser: Browser, server: KeyturnServer) -> None:
+    """With a bad email, username and password, one submit marks all three fields, each
+    problem written once, and nothing is sent to the server."""
+    from playwright.sync_api import expect
+
+    context = new_context(browser)
+    page = context.new_page()
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if "/api/" in r.url else None)
+    page.goto(f"{server.url}/register")
+    page.get_by_label("Email").fill("ada.example.com")
+    page.get_by_label("Username").fill("a!")
+    page.get_by_label("Password").fill("short")
+
+    page.get_by_role("button", name="Create account").click()
+
+    expect(page.get_by_role("alert")).to_have_text("Please fix the 3 problems marked below.")
+    messages = {
+        "email": "Enter an email address like name@example.com.",
+        "username": "This username does not follow the rule above.",
+        "password": "This password is too short: 5 characters.",
+    }
+    for field, message in messages.items():
+        expect(page.locator(f"#{field}-error")).to_have_text(message)
+        expect(page.locator(f"#{field}")).to_have_attribute("aria-invalid", "true")
+    text = page.locator("main").inner_text()
+    for message in messages.values():
+        assert text.count(message) == 1, message
+    expect(page.get_by_label("Email")).to_be_focused()
+    assert sent == []
+    screenshot(page, "register-every-problem")
+
+    page.get_by_label("Email").fill("")
+    page.get_by_label("Username").fill("")
+    page.get_by_label("Password").fill("")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("alert")).to_have_text("Please fix the 2 problems marked below.")
+    expect(page.locator("#username-error")).to_be_hidden()
+    assert sent == []
+    context.close()
+
+
+def test_show_password_toggle_works_by_keyboard(browser: Browser, server: KeyturnServer) -> None:
+    """Tab reaches the Show button after the password; Enter shows the password, Space hides
+    it again, and the button's name says what it will do."""
+    from playwright.sync_api import expect
+
+    context = new_context(browser)
+    page = context.new_page()
+    page.goto(f"{server.url}/register")
+    password = page.get_by_label("Password")
+    password.focus()
+    page.keyboard.type("a long secret phrase")
+
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Show password")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    expect(password).to_have_attribute("type", "text")
+    expect(page.get_by_role("button", name="Hide password")).to_be_focused()
+    screenshot(page, "register-password-shown")
+    page.keyboard.press("Space")
+    expect(password).to_have_attribute("type", "password")
+    expect(password).to_have_value("a long secret phrase")
+    context.close()
+
+
+def test_change_password_on_the_dashboard_ends_other_sessions(
+    browser: Browser, server: KeyturnServer
+) -> None:
+    """A wrong current password is said under its field; the right one changes the password,
+    ends the other sessions and keeps this one."""
+    from playwright.sync_api import expect
+
+    register_by_api(server)
+    other = httpx.post(
+        f"{server.url}/api/auth/login",
+        json={"email": "ada@example.com", "password": DEFAULT_PASSWORD},
+    ).json()
+    context = new_context(browser)
+    page = context.new_page()
+    problems = watch_console(page)
+    page.goto(f"{server.url}/login")
+    log_in_in_page(page, "ada@example.com")
+    expect(page.locator("#sessions li")).to_have_count(2)
+
+    page.get_by_label("Current password").fill("not the password")
+    page.get_by_label("New password").fill("a fresh long passphrase")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator("#current-password-error")).to_have_text(
+        "That is not your current password."
+    )
+    assert page.url.endswith("/dashboard")
+
+    page.get_by_label("Current password").fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Change password").click()
+
+    expect(page.locator("#password-notice")).to_have_text(
+        "Your password has been changed. Your other sessions have ended."
+    )
+    expect(page.locator("#sessions li")).to_have_count(1)
+    screenshot(page, "dashboard-password-changed")
+    refreshed = httpx.post(
+        f"{server.url}/api/auth/refresh", json={"refresh_token": other["refresh_token"]}
+    )
+    assert refreshed.status_code == 401
+    new = httpx.post(
+        f"{server.url}/api/auth/login",
+        json={"email": "ada@example.com", "password": "a fresh long passphrase"},
+    )
+    assert new.status_code == 200
+    assert problems == []
+    context.close()
+
+
+def test_delete_account_with_the_password(browser: Browser, server: KeyturnServer) -> None:
+    """A wrong password deletes nothing; the right one deletes the account, signs the browser
+    out, and the account can no longer log in."""
+    from playwright.sync_api import expect
+
+    register_by_api(server)
+    context = new_context(browser)
+    page = context.new_page()
+    problems = watch_console(page)
+    page.goto(f"{server.url}/login")
+    log_in_in_page(page, "ada@example.com")
+
+    page.get_by_label("Your password, to confirm").fill("not the password")
+    page.get_by_role("button", name="Delete my account").click()
+    expect(page.locator("#delete-password-error")).to_have_text(
+        "That is not your password; nothing was deleted."
+    )
+    screenshot(page, "dashboard-delete-wrong-password")
+
+    page.get_by_label("Your password, to confirm").fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Delete my account").click()
+
+    page.wait_for_url(re.compile(r"/login\?deleted=1$"))
+    expect(page.get_by_role("status")).to_have_text("Your account has been deleted.")
+    screenshot(page, "login-account-deleted")
+    assert context.cookies() == []
+    gone = httpx.post(
+        f"{server.url}/api/auth/login",
+        json={"email": "ada@example.com", "password": DEFAULT_PASSWORD},
+    )
+    assert (gone.status_code, gone.json()["error"]) == (401, "invalid_credentials")
+    assert problems == []
+    context.close()
+
+
+def test_session_badge_stays_on_its_line_at_phone_width(
+    browser: Browser, server: KeyturnServer
+) -> None:
+    """At 390 px the "This device" badge sits on the first line of the device name, in one
+    piece, inside its row; the sessions list says what its time is."""
+    from playwright.sync_api import expect
+
+    register_by_api(server)
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(f"{server.url}/login")
+    log_in_in_page(page, "ada@example.com")
+    row = page.locator("#sessions li")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("last refreshed")
+
+    name = row.locator(".session-device").bounding_box()
+    badge = row.locator(".badge").bounding_box()
+    item = row.bounding_box()
+    assert name and badge and item
+    line = float(
+        row.locator(".session-device").evaluate("e => getComputedStyle(e).lineHeight")[:-2]
+    )
+    assert badge["y"] < name["y"] + line / 2, (name, badge)  # on the first line
+    assert badge["height"] < 1.5 * line  # one line of text, not broken in two
+    assert badge["x"] + badge["width"] <= item["x"] + item["width"]
+    context.close()
+
+
+def test_a_missing_page_is_an_html_404(browser: Browser, server: KeyturnServer) -> None:
+    """A browser sent to a page that does not exist sees a page, not JSON."""
+    from playwright.sync_api import expect
+
+    context = new_context(browser)
+    page = context.new_page()
+    problems = watch_console(page)
+
+    response = page.goto(f"{server.url}/nowhere")
+
+    assert response is not None and response.status == 404
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    screenshot(page, "not-found")
+    assert [p for p in problems if "404" not in p] == []
     context.close()

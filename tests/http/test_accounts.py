@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, insert, select
 from keyturn.storage.db import normalize_database_url
 from keyturn.storage.models import users
 from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, login, register
+from tests.support.environment import ApiFactory
 
 
 async def test_duplicate_email_and_username_are_409_case_insensitively(
@@ -138,3 +139,91 @@ async def test_disabled_account_is_told_only_with_the_right_password(
         "/api/auth/login", json={"email": "ada@example.com", "password": DEFAULT_PASSWORD}
     )
     assert error_of(right) == (403, "account_disabled")
+
+
+async def test_deleting_ones_account_needs_the_password_and_ends_everything(
+    api: httpx.AsyncClient,
+) -> None:
+    """A wrong password is 401 invalid_credentials and changes nothing; the right one deletes
+    the account: every session and access token stops at once and the login fails."""
+    phone = await login(api, "ada@example.com")
+    laptop = await login(api, "ada@example.com", create=False)
+
+    wrong = await api.post(
+        "/api/auth/account/delete",
+        json={"current_password": "not the password"},
+        headers=bearer(phone.access_token),
+    )
+    assert error_of(wrong) == (401, "invalid_credentials")
+    assert (await api.get("/api/auth/me", headers=bearer(laptop.access_token))).status_code == 200
+
+    deleted = await api.post(
+        "/api/auth/account/delete",
+        json={"current_password": DEFAULT_PASSWORD},
+        headers=bearer(phone.access_token),
+    )
+
+    assert deleted.status_code == 204
+    for tokens in (phone, laptop):
+        me = await api.get("/api/auth/me", headers=bearer(tokens.access_token))
+        assert error_of(me) == (401, "invalid_token")
+        refreshed = await api.post(
+            "/api/auth/refresh", json={"refresh_token": tokens.refresh_token}
+        )
+        assert refreshed.status_code == 401
+    again = await api.post(
+        "/api/auth/login", json={"email": "ada@example.com", "password": DEFAULT_PASSWORD}
+    )
+    assert error_of(again) == (401, "invalid_credentials")
+    assert (await register(api, "ada@example.com"))["id"] != phone.user["id"]
+
+
+async def test_deleting_ones_account_by_cookie_clears_the_cookies(
+    api: httpx.AsyncClient,
+) -> None:
+    """In browser mode the deletion needs the CSRF token and clears the session cookies."""
+    await register(api)
+    signed_in = await api.post(
+        "/api/auth/login",
+        json={"email": "ada@example.com", "password": DEFAULT_PASSWORD},
+        headers={"X-Auth-Mode": "cookie"},
+    )
+    assert signed_in.status_code == 200
+    body = {"current_password": DEFAULT_PASSWORD}
+
+    forged = await api.post("/api/auth/account/delete", json=body)
+    assert error_of(forged) == (403, "csrf_failed")
+
+    deleted = await api.post(
+        "/api/auth/account/delete",
+        json=body,
+        headers={"X-CSRF-Token": api.cookies.get("csrf_token") or ""},
+    )
+
+    assert deleted.status_code == 204
+    cleared = {header.split("=", 1)[0] for header in deleted.headers.get_list("set-cookie")}
+    assert {"access_token", "refresh_token", "csrf_token"} <= cleared
+    assert (await api.get("/api/auth/me")).status_code == 401
+
+
+async def test_deleting_ones_account_is_locked_after_max_wrong_passwords(
+    make_api: ApiFactory,
+) -> None:
+    """Past KEYTURN_LOGIN_MAX_FAILURES wrong passwords the deletion is 429 with Retry-After,
+    even with the right password, and the account stays."""
+    api = await make_api(login_max_failures=2)
+    ada = await login(api, "ada@example.com")
+    auth = bearer(ada.access_token)
+
+    for _ in range(2):
+        wrong = await api.post(
+            "/api/auth/account/delete", json={"current_password": "not it"}, headers=auth
+        )
+        assert error_of(wrong) == (401, "invalid_credentials")
+    locked = await api.post(
+        "/api/auth/account/delete", json={"current_password": DEFAULT_PASSWORD}, headers=auth
+    )
+
+    assert error_of(locked) == (429, "too_many_requests")
+    assert int(locked.headers["Retry-After"]) > 0
+    assert (await api.get("/api/auth/me", headers=auth)).status_code == 200

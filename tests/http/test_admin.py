@@ -56,6 +56,7 @@ ADMIN_ROUTES = [
     ("POST", "/api/admin/users/{id}/unlock", None),
     ("PUT", "/api/admin/users/{id}/roles", {"roles": ["admin"]}),
     ("DELETE", "/api/admin/users/{id}", None),
+    ("POST", "/api/admin/users/{id}/password", {"new_password": "a fresh long passphrase"}),
 ]
 
 
@@ -310,6 +311,76 @@ async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
     )
 
     assert sorted(answer.status_code for answer in answers) == [200, 409]
+
+
+async def test_admin_sets_a_password_ending_every_session(
+    api: httpx.AsyncClient, admin: Login
+) -> None:
+    """An admin sets a user's password: every session of that user ends at once, the old
+    password stops working, the new one logs in, and the audit trail names the admin."""
+    phone = await login(api, "ada@example.com")
+    laptop = await login(api, "ada@example.com", create=False)
+    user_id = phone.user["id"]
+    auth = bearer(admin.access_token)
+
+    response = await api.post(
+        f"/api/admin/users/{user_id}/password",
+        json={"new_password": "a fresh long passphrase"},
+        headers=auth,
+    )
+
+    assert response.status_code == 204
+    for tokens in (phone, laptop):
+        me = await api.get("/api/auth/me", headers=bearer(tokens.access_token))
+        assert error_of(me) == (401, "invalid_token")
+        assert error_of(await refresh(api, tokens.refresh_token))[0] == 401
+    old = await api.post(
+        "/api/auth/login", json={"email": "ada@example.com", "password": DEFAULT_PASSWORD}
+    )
+    assert error_of(old) == (401, "invalid_credentials")
+    await login(api, "ada@example.com", "a fresh long passphrase", create=False)
+    audit = await api.get("/api/admin/audit?event=password_set", headers=auth)
+    [event] = audit.json()["events"]
+    assert event["user_id"] == user_id
+    assert event["detail"] == {"by": admin.user["id"]}
+
+
+async def test_admin_set_password_follows_the_password_policy(
+    api: httpx.AsyncClient, admin: Login
+) -> None:
+    """A weak password is 422 weak_password with reasons and changes nothing; an unknown user
+    is 404; a missing field is 422."""
+    ada = await login(api, "ada@example.com")
+    auth = bearer(admin.access_token)
+    url = f"/api/admin/users/{ada.user['id']}/password"
+
+    weak = await api.post(url, json={"new_password": "password"}, headers=auth)
+    unknown = await api.post(
+        "/api/admin/users/" + "0" * 32 + "/password",
+        json={"new_password": "a fresh long passphrase"},
+        headers=auth,
+    )
+    missing = await api.post(url, json={}, headers=auth)
+
+    assert error_of(weak) == (422, "weak_password")
+    assert weak.json()["reasons"]
+    assert error_of(unknown) == (404, "user_not_found")
+    assert error_of(missing) == (422, "invalid_request")
+    assert (await api.get("/api/auth/me", headers=bearer(ada.access_token))).status_code == 200
+
+
+async def test_the_last_admin_cannot_delete_their_own_account(
+    api: httpx.AsyncClient, admin: Login
+) -> None:
+    """The only enabled admin closing their account gets 409 last_admin and keeps it."""
+    auth = bearer(admin.access_token)
+
+    refused = await api.post(
+        "/api/auth/account/delete", json={"current_password": DEFAULT_PASSWORD}, headers=auth
+    )
+
+    assert error_of(refused) == (409, "last_admin")
+    assert (await api.get("/api/auth/me", headers=auth)).status_code == 200
 
 
 async def test_unlock_lets_the_right_password_in_at_once_and_is_audited(

@@ -103,3 +103,49 @@ async def test_admin_paging_parameters_are_validated(api: httpx.AsyncClient) -> 
     tokens = await login(api)
     response = await api.get("/api/admin/users?limit=abc", headers=bearer(tokens.access_token))
     assert response.status_code in (403, 422)
+
+
+@pytest.mark.parametrize(
+    "route", ["/api/auth/register", "/api/auth/login", "/api/auth/refresh", "/api/auth/logout"]
+)
+async def test_json_sent_as_a_form_names_the_content_type(
+    api: httpx.AsyncClient, route: str
+) -> None:
+    """`curl -d '{...}'` sends form encoding; the refusal says which header to send."""
+    body = b'{"email": "ada@example.com", "password": "correct horse battery staple"}'
+    if route.endswith(("refresh", "logout")):
+        body = b'{"refresh_token": "ktr_whatever"}'
+    response = await api.post(
+        route, content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert 400 <= response.status_code < 500
+    assert response.json()["error"] == "invalid_request"
+    assert "Content-Type: application/json" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/api/auth/register", {"email": "ada@example.com", "password": "x" * 20, "name": "x"}),
+        ("/api/auth/login", {"email": "ada@example.com", "password": "x" * 20, "name": "x"}),
+        ("/api/auth/refresh", {"refresh_token": "ktr_whatever", "name": "x"}),
+    ],
+)
+async def test_unknown_fields_are_refused_by_name(
+    api: httpx.AsyncClient, route: str, body: dict[str, str]
+) -> None:
+    """A field the API does not know is a 422 naming it, not dropped in silence."""
+    response = await api.post(route, json=body)
+    assert (response.status_code, response.json()["error"]) == (422, "invalid_request")
+    assert "name" in response.json()["message"]
+    assert any(reason.startswith("name:") for reason in response.json()["reasons"])
+
+
+async def test_a_registration_with_an_unknown_field_creates_no_account(
+    api: httpx.AsyncClient,
+) -> None:
+    """The refusal is whole: the account is not created without the field."""
+    body = {"email": "ada@example.com", "password": "correct horse battery staple"}
+    refused = await api.post("/api/auth/register", json={**body, "name": "Ada"})
+    assert refused.status_code == 422
+    assert (await api.post("/api/auth/register", json=body)).status_code == 201

@@ -119,3 +119,24 @@ async def test_docs_page_and_its_assets_come_from_keyturn(api: httpx.AsyncClient
         assert kind in served.headers["content-type"]
         assert served.headers["x-content-type-options"] == "nosniff"
     assert (await api.get("/redoc")).status_code == 404
+
+
+async def test_a_browser_gets_an_html_404_page(api: httpx.AsyncClient) -> None:
+    """A browser asking for a page that does not exist gets an HTML page with the page
+    security headers; API, OAuth and discovery paths keep their JSON 404."""
+    accept = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+    page = await api.get("/nowhere", headers=accept)
+
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Page not found" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
+    for path in ("/api/nowhere", "/oauth/nowhere", "/.well-known/nowhere", "/api"):
+        answer = await api.get(path, headers=accept)
+        assert (answer.status_code, answer.json()["error"]) == (404, "not_found"), path
+    for headers in ({}, {"Accept": "application/json"}, {"Accept": "text/html;q=0"}):
+        answer = await api.get("/nowhere", headers=headers)
+        assert (answer.status_code, answer.json()["error"]) == (404, "not_found"), headers

@@ -52,6 +52,12 @@ def log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
         f"new_password={PASSWORD}",
         "Authorization: Basic YXBwOnMzY3JldA==",
         f"client_secret='{PASSWORD}'",
+        f"AUTHORIZATION: BEARER {JWT}",
+        f"Access_Token={PASSWORD}",
+        f"PASSWORD: {PASSWORD}",
+        f"X-CSRF-Token={PASSWORD}",
+        f"Private_Key_PEM={PASSWORD}",
+        f"SET-COOKIE: refresh_token={REFRESH}",
     ],
 )
 def test_redact_removes_every_secret(text: str) -> None:

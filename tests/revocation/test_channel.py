@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from keyturn.core.sessions import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
+from keyturn.core.sessions import KIND_KEY, KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
 from keyturn.revocation.channel import RevocationChannel, decode_message, encode_message
 from keyturn.storage.redis import RedisLink
 from tests.support.environment import RedisDatabase
@@ -26,6 +26,7 @@ def test_messages_round_trip() -> None:
         revocation(KIND_SESSION, "s1"),
         revocation(KIND_TOKEN, "t1"),
         revocation(KIND_USER, "u"),
+        revocation(KIND_KEY, "kid-1"),
     ]
     origin, received = decode_message(encode_message("me", sent))
     assert origin == "me"

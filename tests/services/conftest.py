@@ -10,7 +10,7 @@ import pytest
 from keyturn.clock import FrozenClock
 from keyturn.config import Settings
 from keyturn.services.container import Services, build_services
-from tests.support.environment import TEST_ISSUER
+from tests.support.environment import TEST_ISSUER, TEST_SECRETS_KEY
 
 ServicesFactory = Callable[..., Services]
 
@@ -27,6 +27,7 @@ def make_services(sqlite_url: str, clock: FrozenClock) -> Iterator[ServicesFacto
             "issuer": TEST_ISSUER,
             "argon2_memory_kib": 1024,
             "argon2_time_cost": 1,
+            "secrets_key": TEST_SECRETS_KEY,
         }
         values.update(overrides)
         services = build_services(Settings(_env_file=None, **values), clock=clock)  # type: ignore[call-arg]

@@ -8,13 +8,19 @@ import pytest
 
 from keyturn.clock import FrozenClock
 from keyturn.config import Settings
+from keyturn.core.sealing import Sealer, new_sealing_key
 from keyturn.errors import CsrfFailedError
 from keyturn.services.browser import BrowserService, origin_of
 
 
 def service(**values: Any) -> BrowserService:
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-    browser = BrowserService(settings, database=None, clock=FrozenClock())  # type: ignore[arg-type]
+    browser = BrowserService(
+        settings,
+        database=None,  # type: ignore[arg-type]
+        clock=FrozenClock(),
+        sealer=Sealer([new_sealing_key()]),
+    )
     browser._key = b"k" * 32  # what load_key() reads from the database
     return browser
 

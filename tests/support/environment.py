@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from keyturn.config import Settings
 
@@ -19,6 +20,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REDIS_TEST_URL = os.environ.get("KEYTURN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_ISSUER = "http://keyturn.test"
 TEST_CLIENT_ADDRESS = ("203.0.113.7", 40000)
+TEST_SECRETS_KEY = Fernet.generate_key().decode()
 
 
 def missing_service(reason: str) -> None:

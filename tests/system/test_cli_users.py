@@ -145,6 +145,71 @@ def test_disable_by_cli_reaches_redis_and_the_server_at_once(
     assert redis_database.client.pttl(sessions[0]) > 0
 
 
+def test_set_password_reads_stdin_and_ends_sessions(tmp_path: Path) -> None:
+    """`users set-password EMAIL --password-stdin` sets the password from standard input only;
+    a weak password, an empty input or an unknown user is one `keyturn:` line and exit 1."""
+    create(tmp_path, "ada@example.com")
+    new_password = "a fresh long passphrase"
+
+    code, out, err = cli(
+        tmp_path, "users", "set-password", "ada@example.com", "--password-stdin",
+        stdin=new_password + "\n",
+    )  # fmt: skip
+
+    assert (code, out, err) == (
+        0,
+        "password set for ada@example.com; their sessions have ended\n",
+        "",
+    )
+    refusals = [
+        (["ada@example.com"], "password\n"),
+        (["ada@example.com"], ""),
+        (["nobody@example.com"], new_password + "\n"),
+    ]
+    for args, stdin in refusals:
+        code, out, err = cli(
+            tmp_path, "users", "set-password", *args, "--password-stdin", stdin=stdin
+        )
+        assert (code, out) == (1, ""), err
+        assert err.startswith("keyturn: ") and err.count("\n") == 1, err
+    code, _, err = cli(tmp_path, "users", "set-password", "ada@example.com", new_password)
+    assert code != 0 and "--password-stdin" in err  # never from argv
+
+
+def test_set_password_ends_a_running_servers_sessions(
+    tmp_path: Path, make_server: ServerFactory
+) -> None:
+    """Set beside a running server, the new password works there and the old one does not;
+    the user's refresh token is refused."""
+    create(tmp_path, "ada@example.com")
+    server = make_server(KEYTURN_DATABASE_URL=f"sqlite:///{tmp_path}/keyturn.db")
+    tokens = httpx.post(
+        f"{server.url}/api/auth/login",
+        json={"email": "ada@example.com", "password": DEFAULT_PASSWORD},
+    ).json()
+
+    code, _, err = cli(
+        tmp_path, "users", "set-password", "ada@example.com", "--password-stdin",
+        stdin="a fresh long passphrase\n",
+    )  # fmt: skip
+
+    assert code == 0, err
+    refreshed = httpx.post(
+        f"{server.url}/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
+    assert refreshed.status_code == 401
+    old = httpx.post(
+        f"{server.url}/api/auth/login",
+        json={"email": "ada@example.com", "password": DEFAULT_PASSWORD},
+    )
+    assert old.status_code == 401
+    new = httpx.post(
+        f"{server.url}/api/auth/login",
+        json={"email": "ada@example.com", "password": "a fresh long passphrase"},
+    )
+    assert new.status_code == 200
+
+
 @pytest.mark.parametrize("with_redis", [False, pytest.param(True, marks=pytest.mark.redis)])
 def test_unlock_by_cli_lets_the_right_password_in_and_is_audited(
     tmp_path: Path, make_server: ServerFactory, with_redis: bool, request: pytest.FixtureRequest

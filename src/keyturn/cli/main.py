@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from keyturn import __version__
 from keyturn.cli import db, keys, serve, users
+from keyturn.core.sealing import SealingError
 from keyturn.errors import KeyturnError
 
 
@@ -17,8 +20,17 @@ class CommandError(Exception):
     """A failure the CLI reports in one line."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes read like every other refusal: one `keyturn: ` line, exit 1.
+
+    Subcommand parsers are made of the same class, so this holds for all of them."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"keyturn: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="keyturn",
         description="Keyturn authentication server. Settings come from KEYTURN_* variables"
         " and ./.env.",
@@ -46,11 +58,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             for e in error.errors()
         )
         print(f"keyturn: invalid setting: {problems}", file=sys.stderr)
-    except (CommandError, ValueError) as error:
+    except SQLAlchemyError as error:
+        print(f"keyturn: cannot use the database: {_first_line(error)}", file=sys.stderr)
+    except OSError as error:
+        where = f": {error.filename}" if error.filename else ""
+        print(f"keyturn: {error.strerror or error}{where}", file=sys.stderr)
+    except (CommandError, SealingError, ValueError) as error:
         print(f"keyturn: {error}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def _first_line(error: SQLAlchemyError) -> str:
+    """The driver's own sentence (`database "x" does not exist`, `connection refused`),
+    without SQLAlchemy's statement dump and links that follow it."""
+    cause = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return " ".join(lines[:2]) if lines else type(cause).__name__
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import ctypes
 import os
+import socket
 import sys
 import tempfile
 from typing import Any
@@ -16,15 +17,40 @@ from keyturn.config import Settings
 from keyturn.observability.logging import logging_config
 from keyturn.observability.metrics import MULTIPROCESS_ENV
 from keyturn.services.container import build_services
+from keyturn.services.sealing import seal_stored_secrets
 from keyturn.storage.migrations import upgrade_database
 
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("serve", help="run the HTTP server")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port to bind (8000)")
+    parser.add_argument("--port", type=port_number, default=8000, help="port to bind (8000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     parser.set_defaults(handler=run)
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 1-65535: the OS would read 0 as "any free port" and fold larger ones."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1-65535")
+    return port
+
+
+def check_address_free(host: str, port: int) -> None:
+    """Bind the address once, as the server will, so that a port in use (or a host that is
+    not ours) is one clear line here instead of a log line from deep inside the server."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ValueError(f"cannot listen on {host}:{port}: {reason}") from error
 
 
 # glibc raises its mmap threshold to the size of the largest block freed, so after the first
@@ -56,9 +82,11 @@ def run(args: argparse.Namespace) -> int:
     problems = settings.configuration_problems() + settings.production_problems()
     if problems:
         raise ValueError("refusing to start: " + " ".join(problems))
+    check_address_free(args.host, args.port)
     # Done once here, before any worker starts, so workers never race to create them.
     services = build_services(settings)
     upgrade_database(services.database)
+    seal_stored_secrets(services.database, services.sealer)
     services.keyring.ensure_signing_key()
     services.database.dispose()
     with contextlib.ExitStack() as stack:
@@ -71,6 +99,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
+    try:
+        _start_uvicorn(args, settings)
+    except SystemExit as stop:
+        # uvicorn exits 3 (or 1) when it cannot start, e.g. the port was taken after the
+        # check above: its own log line says why; ours keeps the exit status at 1.
+        if stop.code not in (None, 0):
+            raise ValueError("the server could not start; its log line above says why") from None
+        raise
+
+
+def _start_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     uvicorn.run(
         "keyturn.http.app:app_from_environment",
         factory=True,

@@ -1,4 +1,4 @@
-"""`keyturn users create|list|disable|enable|unlock|delete|set-role`."""
+"""`keyturn users create|list|disable|enable|unlock|delete|set-role|set-password`."""
 
 from __future__ import annotations
 
@@ -54,6 +54,19 @@ def register(commands: Any) -> None:
     set_role.add_argument("user", help="id, email or username")
     set_role.add_argument("roles", nargs="+", choices=sorted({wire.ROLE_ADMIN, wire.ROLE_USER}))
     set_role.set_defaults(handler=run_set_role)
+
+    set_password = actions.add_parser(
+        "set-password",
+        help="set a user's password (from standard input) and end all their sessions",
+    )
+    set_password.add_argument("user", help="id, email or username")
+    set_password.add_argument(
+        "--password-stdin",
+        action="store_true",
+        required=True,
+        help="read the new password from standard input (never from the command line)",
+    )
+    set_password.set_defaults(handler=run_set_password)
 
 
 def _services() -> Services:
@@ -149,4 +162,15 @@ def run_set_role(args: argparse.Namespace) -> int:
     finally:
         services.database.dispose()
     print(f"{user.email} roles={','.join(user.roles)}")
+    return 0
+
+
+def run_set_password(args: argparse.Namespace) -> int:
+    password = _read_password()
+    services = _services()
+    try:
+        user = services.admin.set_password(services.admin.find_user(args.user).id, password)
+    finally:
+        services.database.dispose()
+    print(f"password set for {user.email}; their sessions have ended")
     return 0

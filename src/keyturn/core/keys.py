@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt import PyJWK
@@ -29,12 +32,28 @@ class SigningKey:
     created_at: datetime
     retired_at: datetime | None = None
     publish_until: datetime | None = None
+    revoked_at: datetime | None = None
 
     @property
     def is_asymmetric(self) -> bool:
         return self.algorithm in ASYMMETRIC_ALGORITHMS
 
+    @property
+    def trusted_until(self) -> float:
+        """The moment (POSIX seconds) from which this key verifies nothing.
+
+        A retired key stops at the end of its publishing window: by then every token it
+        signed has expired, so a token still naming it was forged with a leaked key.
+        """
+        if self.revoked_at is not None:
+            return -math.inf
+        if self.publish_until is None:
+            return math.inf
+        return self.publish_until.timestamp()
+
     def is_published(self, now: datetime) -> bool:
+        if self.revoked_at is not None:
+            return False
         return self.publish_until is None or now < self.publish_until
 
     def public_jwk(self) -> dict[str, Any]:
@@ -62,7 +81,11 @@ def generate_private_key_pem(algorithm: str) -> bytes:
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
     else:
         raise ValueError(f"cannot generate a key for {algorithm}")
-    return private_key.private_bytes(
+    return _pkcs8_pem(private_key)
+
+
+def _pkcs8_pem(private_key: Any) -> bytes:
+    return private_key.private_bytes(  # type: ignore[no-any-return]
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
@@ -73,6 +96,39 @@ def new_kid() -> str:
     return secrets.token_urlsafe(12)
 
 
+_PRIVATE_KEY_TYPES: dict[str, type[Any]] = {
+    "EdDSA": ed25519.Ed25519PrivateKey,
+    "ES256": ec.EllipticCurvePrivateKey,
+    "RS256": rsa.RSAPrivateKey,
+}
+MIN_RSA_KEY_BITS = 2048
+
+
+def normalize_private_key_pem(pem: bytes, *, algorithm: str) -> bytes:
+    """An operator's private key as unencrypted PKCS#8 PEM, checked to fit `algorithm`.
+
+    Raises ValueError, with a sentence fit for one line, for anything else: not a PEM private
+    key, encrypted, another key type, a curve other than P-256 for ES256, RSA below 2048 bits.
+    """
+    if algorithm not in _PRIVATE_KEY_TYPES:
+        raise ValueError(f"{algorithm} keys come from settings, not from a key file")
+    try:
+        private_key = serialization.load_pem_private_key(pem, password=None)
+    except TypeError as exc:  # the PEM is encrypted
+        raise ValueError("the private key is encrypted; give it unencrypted (PKCS#8 PEM)") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ValueError("the file does not hold a PEM private key (PKCS#8)") from exc
+    if not isinstance(private_key, _PRIVATE_KEY_TYPES[algorithm]):
+        raise ValueError(f"the private key is not for {algorithm} (KEYTURN_JWT_ALGORITHM)")
+    if isinstance(private_key, ec.EllipticCurvePrivateKey) and not isinstance(
+        private_key.curve, ec.SECP256R1
+    ):
+        raise ValueError("an ES256 key must be on the P-256 curve")
+    if isinstance(private_key, rsa.RSAPrivateKey) and private_key.key_size < MIN_RSA_KEY_BITS:
+        raise ValueError(f"an RS256 key must have at least {MIN_RSA_KEY_BITS} bits")
+    return _pkcs8_pem(private_key)
+
+
 def load_signing_key(
     *,
     kid: str,
@@ -81,14 +137,10 @@ def load_signing_key(
     created_at: datetime,
     retired_at: datetime | None = None,
     publish_until: datetime | None = None,
+    revoked_at: datetime | None = None,
 ) -> SigningKey:
     private_key = serialization.load_pem_private_key(private_key_pem, password=None)
-    expected: type[Any] = {
-        "EdDSA": ed25519.Ed25519PrivateKey,
-        "ES256": ec.EllipticCurvePrivateKey,
-        "RS256": rsa.RSAPrivateKey,
-    }[algorithm]
-    if not isinstance(private_key, expected):
+    if not isinstance(private_key, _PRIVATE_KEY_TYPES[algorithm]):
         raise ValueError(f"key {kid} is not a {algorithm} key")
     return SigningKey(
         kid=kid,
@@ -98,6 +150,7 @@ def load_signing_key(
         created_at=created_at,
         retired_at=retired_at,
         publish_until=publish_until,
+        revoked_at=revoked_at,
     )
 
 
@@ -123,17 +176,27 @@ class KeyRing:
         )
 
     def signing_key(self, *, now: datetime) -> SigningKey:
-        """The newest key whose time has come and has not been retired at `now`."""
+        """The newest key whose time has come and has not been retired (or revoked) at `now`."""
         for key in self._newest_first:
+            if key.revoked_at is not None:
+                continue
             if key.created_at <= now and (key.retired_at is None or key.retired_at > now):
                 return key
         for key in self._newest_first:  # a clock behind the key's creation: use the newest
-            if key.retired_at is None:
+            if key.retired_at is None and key.revoked_at is None:
                 return key
         raise LookupError("the key ring has no active signing key")
 
     def find(self, kid: str) -> SigningKey | None:
+        """The key named `kid`, whatever its state (see SigningKey.trusted_until)."""
         return self._by_kid.get(kid)
+
+    def without(self, kid: str, *, now: datetime) -> KeyRing:
+        """This ring with `kid` revoked at `now`: it neither signs, verifies nor is published."""
+        return KeyRing(
+            dataclasses.replace(key, revoked_at=key.revoked_at or now) if key.kid == kid else key
+            for key in self._by_kid.values()
+        )
 
     def __contains__(self, kid: object) -> bool:
         return kid in self._by_kid

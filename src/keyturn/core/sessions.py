@@ -80,6 +80,7 @@ class UserRecord:
 KIND_SESSION = "session"
 KIND_TOKEN = "token"
 KIND_USER = "user"  # the user changed: caches of that user are stale
+KIND_KEY = "key"  # a signing key was revoked: it verifies nothing any more
 
 
 @dataclass(frozen=True, slots=True)

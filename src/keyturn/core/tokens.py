@@ -56,6 +56,7 @@ class AccessClaims:
     roles: tuple[str, ...]
     issued_at: int
     expires_at: int
+    key_id: str = ""
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -87,6 +88,7 @@ def mint_access_token(
         roles=roles,
         issued_at=issued_at,
         expires_at=expires_at,
+        key_id=key.kid,
     )
     payload = {
         wire.CLAIM_ISSUER: issuer,
@@ -129,12 +131,20 @@ def _signer(algorithm: str) -> Algorithm:
 
 
 def verify_access_token(
-    token: str, *, keyring: KeyRing, issuer: str, audience: str, now: float
+    token: str,
+    *,
+    keyring: KeyRing,
+    issuer: str,
+    audience: str,
+    now: float,
+    max_lifetime_seconds: float | None = None,
 ) -> AccessClaims:
     """Check every part of an access token and return its claims.
 
     The algorithm and key come from our own key ring by `kid`; the token's `alg` must match
-    that key's, and `jku`, `x5u`, `jwk` and `x5c` are never followed.
+    that key's, and `jku`, `x5u`, `jwk` and `x5c` are never followed. A key past its
+    publishing window, or revoked, verifies nothing. With `max_lifetime_seconds`, a token
+    whose `exp - iat` exceeds it (plus the clock skew) is refused: the issuer never mints one.
     Raises TokenExpiredError (only for an otherwise valid token), UnknownKeyError or
     InvalidTokenError.
     """
@@ -150,6 +160,8 @@ def verify_access_token(
     key = keyring.find(kid) if isinstance(kid, str) else None
     if key is None:
         raise UnknownKeyError("The access token was signed by an unknown key.")
+    if now >= key.trusted_until:
+        raise InvalidTokenError("The access token was signed by a retired key.")
     if header.get("alg") != key.algorithm:
         raise InvalidTokenError("The access token's algorithm does not match its key.")
     try:
@@ -164,7 +176,14 @@ def verify_access_token(
         raise InvalidTokenError()
     if payload["iss"] != issuer or not _is_for(payload["aud"], audience):
         raise InvalidTokenError()
-    return _claims_from_payload(payload, now=now)
+    claims = _claims_from_payload(payload, now=now, key_id=key.kid)
+    if (
+        max_lifetime_seconds is not None
+        and claims.expires_at - claims.issued_at > max_lifetime_seconds + CLOCK_SKEW_SECONDS
+    ):
+        # Whoever signed this holds a private key but not our rules: a leaked key.
+        raise InvalidTokenError("The access token lives longer than this server issues.")
+    return claims
 
 
 def _is_for(claim: object, audience: str) -> bool:
@@ -175,7 +194,7 @@ def _is_for(claim: object, audience: str) -> bool:
     return audience in audiences
 
 
-def _claims_from_payload(payload: dict[str, Any], *, now: float) -> AccessClaims:
+def _claims_from_payload(payload: dict[str, Any], *, now: float, key_id: str) -> AccessClaims:
     expires_at = payload["exp"]
     issued_at = payload["iat"]
     if not _is_timestamp(expires_at) or not _is_timestamp(issued_at):
@@ -202,6 +221,7 @@ def _claims_from_payload(payload: dict[str, Any], *, now: float) -> AccessClaims
         roles=tuple(roles),
         issued_at=int(issued_at),
         expires_at=int(expires_at),
+        key_id=key_id,
     )
 
 
@@ -213,26 +233,32 @@ class VerifiedTokenCache:
     """Tokens already verified, by their exact string; bounded, oldest entries leave first.
 
     Only a token that passed every check enters; a hit still has `exp` checked, and the
-    caller still checks revocation and the user on every request.
+    caller still checks revocation and the user on every request. An entry put with
+    `trusted_until` (its key's, see SigningKey.trusted_until) leaves the cache at that moment,
+    so the next check runs in full and refuses a key past its window.
     """
 
     def __init__(self, max_entries: int) -> None:
-        self._entries: OrderedDict[str, AccessClaims] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[AccessClaims, float]] = OrderedDict()
         self._max_entries = max_entries
 
     def get(self, token: str, *, now: float) -> AccessClaims | None:
-        claims = self._entries.get(token)
-        if claims is None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        claims, trusted_until = entry
+        if now >= trusted_until:
+            del self._entries[token]
             return None
         if now >= claims.expires_at:
             del self._entries[token]
             raise TokenExpiredError()
         return claims
 
-    def put(self, token: str, claims: AccessClaims) -> None:
+    def put(self, token: str, claims: AccessClaims, *, trusted_until: float = math.inf) -> None:
         if self._max_entries <= 0:
             return
-        self._entries[token] = claims
+        self._entries[token] = (claims, trusted_until)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
 

@@ -86,7 +86,12 @@ def create_app(
     )
     # Inside RequestEnvelope, so it sees the request id.
     app.add_middleware(RequestObserver)
-    app.add_middleware(RequestEnvelope, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestEnvelope,
+        max_body_bytes=settings.max_body_bytes,
+        access_log=settings.access_log,
+        trusted_networks=app.state.trusted_networks,
+    )
     _document_security(app)
     return app
 

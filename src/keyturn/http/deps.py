@@ -15,6 +15,7 @@ from keyturn.core.tokens import AccessClaims
 from keyturn.http import cookies
 from keyturn.http.client_ip import client_ip
 from keyturn.http.middleware import BODY_SCOPE_KEY
+from keyturn.http.problems import NOT_JSON_MESSAGE, is_json_media_type
 from keyturn.http.schemas import Problem
 from keyturn.services.container import Services
 
@@ -69,11 +70,8 @@ async def optional_json_body(request: Request, model: type[ModelT]) -> ModelT | 
         raw = await request.body()
     if not raw:
         return None
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type != "application/json" and not (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    ):
-        raise errors.InvalidRequestError("Send the body as JSON (Content-Type: application/json).")
+    if not is_json_media_type(request.headers.get("content-type", "")):
+        raise errors.InvalidRequestError(NOT_JSON_MESSAGE)
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:

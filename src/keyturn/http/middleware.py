@@ -1,5 +1,5 @@
-"""One pure-ASGI middleware for every request: a request id, a bound on body size, and no
-caching of what the API answers.
+"""One pure-ASGI middleware for every request: a request id, a bound on body size, no
+caching of what the API answers, and one access-log line.
 
 Pure ASGI (not BaseHTTPMiddleware) because it runs on the hot path of every token check.
 """
@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyturn import wire
+from keyturn.http.client_ip import IPNetwork, client_ip
 
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _REQUEST_ID_HEADER = wire.HEADER_REQUEST_ID.encode()
@@ -30,30 +34,56 @@ BODY_SCOPE_KEY = "keyturn.body"
 # lists): no cache on the way may keep a copy, unless the route itself says otherwise.
 _PRIVATE_PREFIXES = ("/api/", "/oauth/")
 _NO_STORE = (b"cache-control", b"no-store")
+ACCESS_LOGGER = "keyturn.access"
+_ACCESS_MESSAGE = "request"
+_FORWARDED_FOR = b"x-forwarded-for"
 
 
 class RequestEnvelope:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        access_log: bool = True,
+        trusted_networks: Sequence[IPNetwork] = (),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self._access = logging.getLogger(ACCESS_LOGGER) if access_log else None
+        self._trusted_networks = trusted_networks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         header_value = request_id.encode()
 
         private = scope["path"].startswith(_PRIVATE_PREFIXES)
+        access = self._access
+        status = 0
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = [*message.get("headers", []), (b"x-request-id", header_value)]
                 if private and not any(name == b"cache-control" for name, _value in headers):
                     headers.append(_NO_STORE)
                 message["headers"] = headers
             await send(message)
+            # Logged once the last of the body is sent: every answer, the 413 here and the
+            # 500 the framework sends for an unexpected error included.
+            if (
+                access is not None
+                and message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+                and access.isEnabledFor(logging.INFO)
+            ):
+                self._log_access(access, scope, request_id, status, started)
 
         if scope["method"] in _BODY_METHODS:
             body = await self._read_bounded_body(scope, receive)
@@ -63,6 +93,38 @@ class RequestEnvelope:
             scope[BODY_SCOPE_KEY] = body
             receive = _replay(body, receive)
         await self.app(scope, receive, send_with_id)
+
+    def _log_access(
+        self, access: logging.Logger, scope: Scope, request_id: str, status: int, started: float
+    ) -> None:
+        """One line per request. The path only: the query string and the headers are left
+        out, since a client may put a token in either (`?access_token=`, Authorization)."""
+        fields = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "request_id": request_id,
+            "client": self._client(scope),
+        }
+        # The record made directly: `info()` would walk the stack for the caller's file and
+        # line, the same for every line of this logger, on every request.
+        record = access.makeRecord(
+            ACCESS_LOGGER, logging.INFO, __file__, 0, _ACCESS_MESSAGE, (), None, extra=fields
+        )
+        access.handle(record)
+
+    def _client(self, scope: Scope) -> str:
+        peer = scope.get("client")
+        host: str | None = peer[0] if peer else None
+        if not self._trusted_networks:
+            return host or "unknown"
+        forwarded_for = None
+        for name, value in scope["headers"]:
+            if name == _FORWARDED_FOR:
+                forwarded_for = value.decode("latin-1")
+                break
+        return client_ip(host, forwarded_for, self._trusted_networks)
 
     async def _read_bounded_body(self, scope: Scope, receive: Receive) -> bytes | None:
         for name, value in scope["headers"]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keyturn import wire
@@ -23,6 +23,9 @@ _STATUS_CODES = {
 }
 
 OAUTH_PATH_PREFIX = "/oauth/"
+# Machine-facing paths answer JSON whatever the Accept header says: a client library parses
+# the body of a 404 there, and an HTML page would only confuse it.
+JSON_ONLY_PREFIXES = ("/api/", OAUTH_PATH_PREFIX, "/.well-known/")
 # RFC 6749 §5.2: how a refusal on /oauth/* reads, by Keyturn code -> (OAuth error, status).
 # The one table; a code missing here reads invalid_request (4xx) or server_error (5xx).
 OAUTH_ERRORS: dict[str, tuple[str, int]] = {
@@ -82,11 +85,29 @@ async def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status, exc.code, exc.message, headers=exc.headers(), **exc.extra)
 
 
-async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+NOT_JSON_MESSAGE = "Send the body as JSON (Content-Type: application/json)."
+# What the framework says when a JSON route's body was not read as JSON at all.
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
+
+
+def is_json_media_type(content_type: str) -> bool:
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
     details = exc.errors()
     if any(detail.get("type") == "json_invalid" for detail in details):
         return problem(400, wire.INVALID_REQUEST, "The request body is not valid JSON.")
+    if not is_json_media_type(request.headers.get("content-type", "")) and any(
+        detail.get("type") in _NOT_AN_OBJECT and tuple(detail.get("loc", ())) == ("body",)
+        for detail in details
+    ):
+        # `curl -d` sends form encoding: name the header rather than the body's shape.
+        return problem(400, wire.INVALID_REQUEST, NOT_JSON_MESSAGE)
     reasons = [_describe(detail) for detail in details]
     return problem(
         422,
@@ -99,11 +120,37 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
 def _describe(detail: Any) -> str:
     location = [str(part) for part in detail.get("loc", ()) if part not in ("body", "query")]
     field = ".".join(location) or "body"
+    if detail.get("type") == "extra_forbidden":
+        return f"{field}: not a field of this request"
     return f"{field}: {detail.get('msg', 'invalid')}"
 
 
-async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+def wants_html_page(request: Request) -> bool:
+    """Whether a browser navigated here: a page path, and an Accept header that names
+    text/html (or text/*) with a non-zero quality (RFC 9110 §12.5.1)."""
+    path: str = request.scope["path"]
+    if path.startswith(JSON_ONLY_PREFIXES) or f"{path}/" in JSON_ONLY_PREFIXES:
+        return False
+    for media_range in request.headers.get("accept", "").lower().split(","):
+        media_type, *parameters = (part.strip() for part in media_range.split(";"))
+        if media_type not in ("text/html", "text/*"):
+            continue
+        quality = next((p[2:].strip() for p in parameters if p.startswith("q=")), "1")
+        try:
+            if float(quality) > 0:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    if exc.status_code == 404 and wants_html_page(request):
+        # Imported here: the pages import this module (through http.deps), not the other way.
+        from keyturn.http.routes.pages import not_found_page
+
+        return not_found_page(request)
     code = _STATUS_CODES.get(exc.status_code, wire.INVALID_REQUEST)
     message = {
         404: "There is nothing at this path.",

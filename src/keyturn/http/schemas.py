@@ -42,7 +42,9 @@ TokenText = Annotated[str, Field(min_length=1, max_length=8192), AfterValidator(
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+    # A field the API does not know is refused by name: dropped in silence, a typo
+    # (`remember-me`) or a guess (`name`) would look accepted while doing nothing.
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class RegisterRequest(Strict):
@@ -78,6 +80,14 @@ class LogoutRequest(Strict):
 
 class PasswordChangeRequest(Strict):
     current_password: Password
+    new_password: Password
+
+
+class AccountDeleteRequest(Strict):
+    current_password: Password
+
+
+class AdminPasswordRequest(Strict):
     new_password: Password
 
 
@@ -142,7 +152,11 @@ class CookieLoginResponse(BaseModel):
 class SessionOut(BaseModel):
     id: str
     created_at: datetime
-    last_used_at: datetime
+    last_used_at: datetime = Field(
+        description="When the session last got tokens: its login or its latest refresh. Requests"
+        " made with an access token are not recorded, so a session in use shows a time at most"
+        " one access-token lifetime old."
+    )
     expires_at: datetime
     user_agent: str | None
     ip: str | None

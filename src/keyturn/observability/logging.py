@@ -57,6 +57,13 @@ _PATTERNS: Final = (
         rf"\1{REDACTED}",
     ),
 )
+# Every pattern above needs one of these words (any case): one search of the lowered text
+# clears most of what is logged (an access line's path, a client address) without running each
+# substitution over it. Lowered by str.lower() rather than (?i), which is several times slower.
+_TRIGGERS: Final = frozenset({"eyj", "ktr_", "bearer", "basic", "cookie", "authorization"})
+_MAY_HOLD_SECRET: Final = re.compile(
+    "|".join(re.escape(word) for word in sorted(_TRIGGERS | SENSITIVE_NAMES, key=len, reverse=True))
+)
 _STANDARD_ATTRIBUTES: Final = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__
 ) | {"message", "asctime", "taskName", "color_message"}
@@ -73,6 +80,8 @@ def current_request_id() -> str | None:
 
 def redact(text: str) -> str:
     """`text` with every token, password and credential header value replaced."""
+    if _MAY_HOLD_SECRET.search(text.lower()) is None:
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

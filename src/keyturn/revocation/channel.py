@@ -20,7 +20,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from keyturn import wire
-from keyturn.core.sessions import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
+from keyturn.core.sessions import KIND_KEY, KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
 from keyturn.storage.redis import RedisLink, client_options
 
 logger = logging.getLogger("keyturn.redis")
@@ -152,7 +152,7 @@ def decode_message(data: Any) -> tuple[str | None, list[Revocation]]:
             continue
         kind, subject, expires_at = item
         if (
-            kind in (KIND_SESSION, KIND_TOKEN, KIND_USER)
+            kind in (KIND_SESSION, KIND_TOKEN, KIND_USER, KIND_KEY)
             and isinstance(subject, str)
             and 0 < len(subject) <= 128
             and isinstance(expires_at, int | float)

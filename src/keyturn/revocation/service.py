@@ -18,7 +18,14 @@ from sqlalchemy.engine import Connection
 from keyturn.clock import Clock
 from keyturn.config import Settings
 from keyturn.core.cache import BoundedTtlCache
-from keyturn.core.sessions import KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation, UserRecord
+from keyturn.core.sessions import (
+    KIND_KEY,
+    KIND_SESSION,
+    KIND_TOKEN,
+    KIND_USER,
+    Revocation,
+    UserRecord,
+)
 from keyturn.core.tokens import CLOCK_SKEW_SECONDS
 from keyturn.errors import ServiceUnavailableError
 from keyturn.revocation.list import RevocationList
@@ -48,6 +55,8 @@ class RevocationService:
         self._user_cache = user_cache
         self._coverage = timedelta(seconds=settings.access_ttl_seconds + CLOCK_SKEW_SECONDS)
         self.hooks: list[RevocationHook] = []
+        # Called with the kid of each signing key revoked (here, or on another instance).
+        self.key_listeners: list[Callable[[str], None]] = []
 
     # Writing: in a transaction whose revocations are published once it has committed.
 
@@ -92,6 +101,9 @@ class RevocationService:
                 self.revocations.revoke_token(revocation.subject, until=until)
             elif revocation.kind == KIND_USER:
                 self._user_cache.discard(revocation.subject)
+            elif revocation.kind == KIND_KEY:
+                for listener in self.key_listeners:
+                    listener(revocation.subject)
 
     def ensure_fresh(self) -> None:
         """Raise ServiceUnavailableError when the list may be missing recent revocations."""

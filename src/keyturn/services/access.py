@@ -41,6 +41,12 @@ class AccessService:
         self._token_cache = VerifiedTokenCache(settings.token_cache_size)
         self._issuer = settings.effective_issuer
 
+    def forget_key(self, kid: str) -> None:
+        """A signing key was revoked: refuse its tokens from now on, cached ones included."""
+        self._keyring.forget(kid)
+        self._token_cache.clear()
+        self._keyring.request_reload()  # its replacement, if any, is in storage
+
     def authenticate(self, access_token: str) -> AccessClaims:
         """The claims of a valid, unrevoked access token. No I/O.
 
@@ -52,17 +58,22 @@ class AccessService:
         claims = self._token_cache.get(access_token, now=now)
         if claims is None:
             try:
+                ring = self._keyring.ring
                 claims = verify_access_token(
                     access_token,
-                    keyring=self._keyring.ring,
+                    keyring=ring,
                     issuer=self._issuer,
                     audience=self._settings.audience,
                     now=now,
+                    max_lifetime_seconds=self._settings.access_ttl_seconds,
                 )
             except UnknownKeyError:
                 self._keyring.request_reload()  # the upkeep loop reloads keys soon
                 raise
-            self._token_cache.put(access_token, claims)
+            key = ring.find(claims.key_id)
+            self._token_cache.put(
+                access_token, claims, trusted_until=key.trusted_until if key else now
+            )
         if self._revocation.revocations.is_revoked(claims.session_id, claims.token_id):
             raise errors.InvalidTokenError("The session of this access token has ended.")
         return claims

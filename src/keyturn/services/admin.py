@@ -1,13 +1,18 @@
-"""Administration: listing users, disabling and enabling them, changing their roles."""
+"""Administration: listing users, disabling and enabling them, changing their roles and
+passwords; and a user closing their own account, which ends the same way a deletion does."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from sqlalchemy.engine import Connection
 
 from keyturn import errors, wire
 from keyturn.clock import Clock
+from keyturn.config import Settings
 from keyturn.core.audit import AuditEvent
 from keyturn.core.context import NO_CONTEXT, RequestContext
+from keyturn.core.passwords import PasswordHashing
 from keyturn.core.sessions import UserRecord
 from keyturn.ratelimit.limits import (
     KNOWN_ADDRESS_AGE,
@@ -16,7 +21,7 @@ from keyturn.ratelimit.limits import (
 )
 from keyturn.ratelimit.protocol import RateLimiter
 from keyturn.revocation.service import RevocationService
-from keyturn.services.accounts import check_roles
+from keyturn.services.accounts import check_password, check_roles
 from keyturn.services.audit import AuditTrail
 from keyturn.storage import audit as audit_store
 from keyturn.storage import users as user_store
@@ -33,13 +38,18 @@ class AdminService:
         *,
         revocation: RevocationService,
         audit: AuditTrail,
+        hashing: PasswordHashing,
         limiter: RateLimiter,
+        settings: Settings,
     ) -> None:
-        self._limiter = limiter
         self._database = database
         self._clock = clock
         self._revocation = revocation
         self._audit = audit
+        self._hashing = hashing
+        self._limiter = limiter
+        self._failure_limit = settings.login_max_failures
+        self._failure_window = timedelta(seconds=settings.login_window_seconds)
 
     def list_users(
         self, *, limit: int = 50, offset: int = 0, email_contains: str | None = None
@@ -135,6 +145,99 @@ class AdminService:
             if not user_store.delete_user(batch.connection, user_id):
                 raise errors.UserNotFoundError()
             self._audit.record(batch.connection, "user_deleted", user_id=user_id, context=context)
+
+    def set_password(
+        self,
+        user_id: str,
+        new_password: str,
+        *,
+        actor_id: str | None = None,
+        context: RequestContext = NO_CONTEXT,
+    ) -> UserRecord:
+        """Give a user a new password chosen by an admin (`actor_id`; None: the CLI). Every
+        session of the user ends, so whoever held the old password is signed out everywhere.
+
+        Raises UserNotFoundError, WeakPasswordError (with `reasons`).
+        """
+        _refuse_impossible_reference(user_id)
+        with self._database.snapshot() as connection:
+            user = user_store.find_user_by_id(connection, user_id)
+        if user is None:
+            raise errors.UserNotFoundError()
+        check_password(new_password, email=user.email, username=user.username)
+        new_hash = self._hashing.hash_password(new_password)
+        with self._revocation.batch() as batch:
+            if user_store.find_user_by_id(batch.connection, user_id) is None:
+                raise errors.UserNotFoundError()  # deleted while the hash was computed
+            user_store.set_password_hash(batch.connection, user_id, new_hash, now=self._clock.now())
+            batch.end_user_sessions(user_id, reason="password_set")
+            batch.user_changed(user_id)
+            self._audit.record(
+                batch.connection,
+                "password_set",
+                user_id=user_id,
+                context=context,
+                detail={"by": actor_id or "cli"},
+            )
+        return user
+
+    def delete_own_account(
+        self,
+        user_id: str,
+        *,
+        current_password: str,
+        session_id: str | None = None,
+        context: RequestContext = NO_CONTEXT,
+    ) -> None:
+        """A user closes their own account: the password is asked again, because a stolen
+        access token or an unattended browser must not be enough to destroy an account.
+        Every session and access token ends at once, as on an admin's deletion.
+
+        Raises InvalidCredentialsError for a wrong password, TooManyRequestsError past
+        KEYTURN_LOGIN_MAX_FAILURES wrong passwords in KEYTURN_LOGIN_WINDOW_SECONDS (even for
+        the right one), LastAdminError for the only enabled admin, UserNotFoundError for an
+        account already gone.
+        """
+        _refuse_impossible_reference(user_id)
+        with self._database.snapshot() as connection:
+            user = user_store.find_user_by_id(connection, user_id)
+        if user is None:
+            raise errors.UserNotFoundError()
+        # A stolen session must not become an unlimited password oracle. The attempt is
+        # counted before the check (and given back on success), as logins are, so guesses
+        # sent in parallel cannot all find the counter low.
+        counter = "account-delete:" + user_id
+        wait = self._limiter.hit(counter, limit=self._failure_limit, window=self._failure_window)
+        if wait is not None:
+            self._limiter.undo(counter)
+            raise errors.TooManyRequestsError(
+                f"Too many wrong passwords; try again in {wait} seconds.",
+                retry_after_seconds=wait,
+            )
+        if not self._hashing.verify_password(user.password_hash, current_password):
+            with self._database.transaction() as connection:
+                self._audit.record(
+                    connection,
+                    "account_delete_failed",
+                    user_id=user_id,
+                    session_id=session_id,
+                    context=context,
+                )
+            raise errors.InvalidCredentialsError("The password is incorrect.")
+        self._limiter.undo(counter)
+        with self._revocation.batch() as batch:
+            _keep_an_admin(batch.connection, user_id)
+            batch.end_user_sessions(user_id, reason="account_deleted")
+            batch.user_changed(user_id)
+            if not user_store.delete_user(batch.connection, user_id):
+                raise errors.UserNotFoundError()
+            self._audit.record(
+                batch.connection,
+                "account_deleted",
+                user_id=user_id,
+                session_id=session_id,
+                context=context,
+            )
 
     def set_roles(
         self, user_id: str, roles: tuple[str, ...], *, context: RequestContext = NO_CONTEXT

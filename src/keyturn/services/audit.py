@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -10,6 +11,14 @@ from keyturn.clock import Clock
 from keyturn.core.context import RequestContext
 from keyturn.observability import metrics
 from keyturn.storage import audit as audit_store
+
+logger = logging.getLogger("keyturn.security")
+# Events an operator should hear about as they happen, not only when reading the trail:
+# someone guessing passwords, and a refresh token replayed after rotation (likely stolen).
+_WARNINGS = {
+    "login_locked": "logins refused: too many failed attempts",
+    "refresh_token_reused": "a rotated refresh token was presented again; its session is ended",
+}
 
 
 class AuditTrail:
@@ -37,3 +46,14 @@ class AuditTrail:
             detail=detail,
         )
         metrics.count_event(event)
+        warning = _WARNINGS.get(event)
+        if warning is not None:
+            logger.warning(
+                warning,
+                extra={
+                    "event": event,
+                    "user_id": user_id,
+                    "session_id": session_id,
+                    "client": context.ip,
+                },
+            )

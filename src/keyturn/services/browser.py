@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from keyturn import errors
 from keyturn.clock import Clock
 from keyturn.config import Settings
+from keyturn.core.sealing import Sealer
 from keyturn.storage.db import Database
 from keyturn.storage.secrets import get_or_create_secret
 
@@ -53,8 +54,11 @@ def origin_of(url: str) -> str | None:
 class BrowserService:
     """Mints and checks the CSRF tokens of browser sessions; call `load_key()` once at start."""
 
-    def __init__(self, settings: Settings, database: Database, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, database: Database, clock: Clock, *, sealer: Sealer
+    ) -> None:
         self._database = database
+        self._sealer = sealer
         self._clock = clock
         self._key: bytes | None = None
         configured = settings.public_origin or settings.effective_issuer
@@ -64,7 +68,9 @@ class BrowserService:
     def load_key(self) -> None:
         """Read the shared CSRF key (creating it on first start); every instance uses the same."""
         with self._database.transaction() as connection:
-            self._key = get_or_create_secret(connection, CSRF_SECRET_NAME, now=self._clock.now())
+            self._key = get_or_create_secret(
+                connection, CSRF_SECRET_NAME, now=self._clock.now(), sealer=self._sealer
+            )
 
     def _origins_accepted(self, settings: Settings) -> frozenset[str]:
         if self.public_origin is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from keyturn.clock import Clock, SystemClock
 from keyturn.config import Settings
 from keyturn.core.cache import BoundedTtlCache
 from keyturn.core.passwords import Argon2Parameters, PasswordHashing
+from keyturn.core.sealing import Sealer
 from keyturn.core.sessions import UserRecord
 from keyturn.mail.sender import Mailer, MailSender
 from keyturn.mail.transports import DEVELOPMENT_MAIL_DIR, FileTransport, SmtpTransport, Transport
@@ -34,11 +36,14 @@ from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.login import LoginService, LoginThrottle
 from keyturn.services.rotation import RotationService
+from keyturn.services.sealing import development_key_in_use, load_sealer, seal_stored_secrets
 from keyturn.services.sessions import SessionService
 from keyturn.services.upkeep import Upkeep
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
 from keyturn.storage.redis import RedisLink
+
+logger = logging.getLogger("keyturn.sealing")
 
 
 @dataclass
@@ -61,17 +66,30 @@ class Services:
     browser: BrowserService
     hashing: HashingGate
     password_hashing: PasswordHashing
+    sealer: Sealer
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
     mail: Mailer | None = None
 
     async def start(self) -> None:
-        """Apply pending migrations, load keys (creating the first), catch up with the
-        revocation feed, start upkeep."""
-        await to_thread.run_sync(upgrade_database, self.database)
-        await to_thread.run_sync(self.keyring.ensure_signing_key)
-        await to_thread.run_sync(self.feed.sync_now)
-        await to_thread.run_sync(self.browser.load_key)
+        """Apply pending migrations, seal secrets still in plain text, load keys (creating
+        the first), catch up with the revocation feed, start upkeep."""
+        try:
+            await to_thread.run_sync(upgrade_database, self.database)
+            await to_thread.run_sync(seal_stored_secrets, self.database, self.sealer)
+            await to_thread.run_sync(self.keyring.ensure_signing_key)
+            await to_thread.run_sync(self.feed.sync_now)
+            await to_thread.run_sync(self.browser.load_key)
+        except BaseException:
+            self.database.dispose()  # a start that fails (keys it cannot unseal) leaks nothing
+            raise
+        development_key = development_key_in_use(self.settings)
+        if development_key is not None:
+            logger.warning(
+                "no KEYTURN_SECRETS_KEY: secrets at rest are sealed with the development key in"
+                " %s; the database cannot be read without it",
+                development_key,
+            )
         self.upkeep.start()
 
     def readiness_probes(self) -> dict[str, Callable[[], None]]:
@@ -125,7 +143,8 @@ def build_services(
         settings, database, clock, revocations=RevocationList(), user_cache=user_cache
     )
     feed = RevocationFeed(database, clock, revocation=revocation)
-    keyring = KeyringService(settings, database, clock)
+    sealer = load_sealer(settings)
+    keyring = KeyringService(settings, database, clock, sealer=sealer)
     # Login failures and registrations are counted where every instance sees them: Redis,
     # else the database. Refreshes never cost a database write: Redis, else per process.
     limiter: RateLimiter = DatabaseRateLimiter(database, clock)
@@ -148,6 +167,7 @@ def build_services(
         settings, clock, keyring=keyring, revocation=revocation, audit=audit, user_cache=user_cache
     )
     throttle = LoginThrottle(settings, database, clock, limiter=limiter, audit=audit)
+    revocation.key_listeners.append(access.forget_key)
     return Services(
         settings=settings,
         clock=clock,
@@ -176,7 +196,15 @@ def build_services(
             access=access,
             throttle=throttle,
         ),
-        admin=AdminService(database, clock, revocation=revocation, audit=audit, limiter=limiter),
+        admin=AdminService(
+            database,
+            clock,
+            revocation=revocation,
+            audit=audit,
+            hashing=hashing,
+            limiter=limiter,
+            settings=settings,
+        ),
         revocation=revocation,
         feed=feed,
         limiter=limiter,
@@ -190,9 +218,10 @@ def build_services(
             channel=channel,
             mail=mail_sender,
         ),
-        browser=BrowserService(settings, database, clock),
         hashing=HashingGate(threads=hashing.threads, max_waiting=settings.hashing_queue_max),
         password_hashing=hashing,
+        browser=BrowserService(settings, database, clock, sealer=sealer),
+        sealer=sealer,
         extra_probes=extra_probes,
         redis=link,
         mail=Mailer(settings, clock, sender=mail_sender),

@@ -165,7 +165,7 @@ class IssuingService:
         jitter = self._settings.access_ttl_jitter * random.random()  # noqa: S311
         lifetime = timedelta(seconds=max(1, round(ttl * (1 - jitter))))
         access_token, claims = mint_access_token(
-            key=self._keyring.ring.signing_key(now=now),
+            key=self._keyring.signing_key(),
             issuer=self._issuer,
             audience=self._settings.audience,
             subject=user.id,

@@ -6,6 +6,7 @@ execution layer through storage/prepared.py."""
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,27 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+SQLITE_FILE_MODE = 0o600
+SQLITE_FOLDER_MODE = 0o700
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """Create the database file owner-only (0600), in an owner-only folder (0700) when the
+    folder is new: it holds password hashes and sealed secrets, and other users of a shared
+    host must not read them. An existing file, and its -wal and -shm files (SQLite creates
+    those with the database file's mode), are narrowed to 0600 too; an existing folder is
+    the operator's and keeps its mode."""
+    if not path.parent.exists():
+        # mkdir's mode passes through the umask, which only ever removes bits.
+        path.parent.mkdir(mode=SQLITE_FOLDER_MODE, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if file.stat().st_mode & 0o777 != SQLITE_FILE_MODE:
+                file.chmod(SQLITE_FILE_MODE)
 
 
 class Database:
@@ -54,7 +76,7 @@ class Database:
         )
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                prepare_sqlite_file(Path(parsed.database))
             self.engine = create_engine(
                 self.url,
                 connect_args={"check_same_thread": False, "timeout": 30},

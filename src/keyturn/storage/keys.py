@@ -1,4 +1,4 @@
-"""The signing_keys table."""
+"""The signing_keys table; private keys are stored sealed (see core.sealing)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from keyturn.core.keys import SigningKey, load_signing_key
+from keyturn.core.sealing import Sealer
 from keyturn.storage.models import signing_keys
 
 
-def load_keys(connection: Connection, *, algorithm: str) -> list[SigningKey]:
+def load_keys(connection: Connection, *, algorithm: str, sealer: Sealer) -> list[SigningKey]:
+    """Every key of `algorithm`, revoked ones included (they verify nothing)."""
     rows = connection.execute(
         select(signing_keys).where(signing_keys.c.algorithm == algorithm)
     ).mappings()
@@ -19,23 +21,30 @@ def load_keys(connection: Connection, *, algorithm: str) -> list[SigningKey]:
         load_signing_key(
             kid=row["kid"],
             algorithm=row["algorithm"],
-            private_key_pem=row["private_key_pem"].encode(),
+            private_key_pem=sealer.unseal(row["private_key_pem"]),
             created_at=row["created_at"],
             retired_at=row["retired_at"],
             publish_until=row["publish_until"],
+            revoked_at=row["revoked_at"],
         )
         for row in rows
     ]
 
 
 def insert_key(
-    connection: Connection, *, kid: str, algorithm: str, private_key_pem: bytes, now: datetime
+    connection: Connection,
+    *,
+    kid: str,
+    algorithm: str,
+    private_key_pem: bytes,
+    now: datetime,
+    sealer: Sealer,
 ) -> None:
     connection.execute(
         insert(signing_keys).values(
             kid=kid,
             algorithm=algorithm,
-            private_key_pem=private_key_pem.decode(),
+            private_key_pem=sealer.seal(private_key_pem),
             created_at=now,
         )
     )
@@ -46,7 +55,51 @@ def retire_active_keys(
 ) -> int:
     result = connection.execute(
         update(signing_keys)
-        .where(signing_keys.c.algorithm == algorithm, signing_keys.c.retired_at.is_(None))
+        .where(
+            signing_keys.c.algorithm == algorithm,
+            signing_keys.c.retired_at.is_(None),
+            signing_keys.c.revoked_at.is_(None),
+        )
         .values(retired_at=now, publish_until=publish_until)
     )
     return int(result.rowcount or 0)
+
+
+def key_algorithm(connection: Connection, kid: str) -> tuple[str, bool] | None:
+    """(algorithm, is_revoked) of the key `kid`; None when there is no such key."""
+    row = connection.execute(
+        select(signing_keys.c.algorithm, signing_keys.c.revoked_at).where(signing_keys.c.kid == kid)
+    ).first()
+    return None if row is None else (row.algorithm, row.revoked_at is not None)
+
+
+def revoke_key(connection: Connection, kid: str, *, now: datetime) -> bool:
+    """Mark `kid` revoked (and retired, unpublished) at `now`; False when already revoked."""
+    row = connection.execute(
+        select(signing_keys.c.retired_at).where(
+            signing_keys.c.kid == kid, signing_keys.c.revoked_at.is_(None)
+        )
+    ).first()
+    if row is None:
+        return False
+    connection.execute(
+        update(signing_keys)
+        .where(signing_keys.c.kid == kid)
+        .values(revoked_at=now, retired_at=row.retired_at or now, publish_until=now)
+    )
+    return True
+
+
+def reseal_keys(connection: Connection, sealer: Sealer) -> int:
+    """Seal plain-text private keys (and renew older seals) with the current key."""
+    rows = connection.execute(select(signing_keys.c.kid, signing_keys.c.private_key_pem)).all()
+    count = 0
+    for kid, stored in rows:
+        if sealer.needs_resealing(stored):
+            connection.execute(
+                update(signing_keys)
+                .where(signing_keys.c.kid == kid)
+                .values(private_key_pem=sealer.reseal(stored))
+            )
+            count += 1
+    return count

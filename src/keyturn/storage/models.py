@@ -167,6 +167,7 @@ signing_keys = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("retired_at", UTCDateTime()),
     Column("publish_until", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
 )
 
 revocations = Table(

@@ -1,27 +1,48 @@
-"""The server_secrets table: random keys every instance shares (CSRF binding, for one)."""
+"""The server_secrets table: random keys every instance shares (CSRF binding, for one),
+stored sealed (see core.sealing)."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from keyturn.core.sealing import Sealer
 from keyturn.storage.models import server_secrets
 
 
-def get_or_create_secret(connection: Connection, name: str, *, now: datetime) -> bytes:
+def get_or_create_secret(
+    connection: Connection, name: str, *, now: datetime, sealer: Sealer
+) -> bytes:
     """The secret called `name`, created at random (32 bytes) by whoever asks first."""
     insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
     connection.execute(
         insert(server_secrets)
-        .values(name=name, value=secrets.token_hex(32), created_at=now)
+        .values(
+            name=name, value=sealer.seal(secrets.token_bytes(32).hex().encode()), created_at=now
+        )
         .on_conflict_do_nothing(index_elements=[server_secrets.c.name])
     )
     value = connection.execute(
         select(server_secrets.c.value).where(server_secrets.c.name == name)
     ).scalar_one()
-    return bytes.fromhex(value)
+    return bytes.fromhex(sealer.unseal(value).decode("ascii"))
+
+
+def reseal_secrets(connection: Connection, sealer: Sealer) -> int:
+    """Seal plain-text secrets (and renew older seals) with the current key."""
+    rows = connection.execute(select(server_secrets.c.name, server_secrets.c.value)).all()
+    count = 0
+    for name, stored in rows:
+        if sealer.needs_resealing(stored):
+            connection.execute(
+                update(server_secrets)
+                .where(server_secrets.c.name == name)
+                .values(value=sealer.reseal(stored))
+            )
+            count += 1
+    return count

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from keyturn.http.deps import (
@@ -16,7 +17,13 @@ from keyturn.http.deps import (
     PageOffset,
     ServicesDep,
 )
-from keyturn.http.schemas import AdminUserOut, Problem, RolesRequest, UserPage
+from keyturn.http.schemas import (
+    AdminPasswordRequest,
+    AdminUserOut,
+    Problem,
+    RolesRequest,
+    UserPage,
+)
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -104,6 +111,40 @@ async def delete_user(
 ) -> Response:
     """Delete a user: their sessions and access tokens stop working at once."""
     await run_in_threadpool(services.admin.delete_user, user_id[:64], context=context)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/users/{user_id}/password",
+    status_code=204,
+    responses={
+        **_ERRORS,
+        422: {"model": Problem, "description": "weak_password, with `reasons`"},
+    },
+    openapi_extra=BEARER_SECURITY,
+)
+async def set_password(
+    user_id: str,
+    body: AdminPasswordRequest,
+    request: Request,
+    admin: AdminClaims,
+    services: ServicesDep,
+    context: ContextDep,
+) -> Response:
+    """Set a user's password. Every session of the user ends at once (the admin's own too,
+    when it is their own account); the change is in the audit trail as `password_set`.
+    422 `weak_password` (with `reasons`) under the same policy as registration; 503
+    `overloaded` with `Retry-After` while too many passwords wait to be hashed."""
+    await services.hashing.run(
+        functools.partial(
+            services.admin.set_password,
+            user_id[:64],
+            body.new_password,
+            actor_id=admin.subject,
+            context=context,
+        ),
+        gone=request.is_disconnected,
+    )
     return Response(status_code=204)
 
 

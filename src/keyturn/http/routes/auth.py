@@ -1,4 +1,4 @@
-"""/api/auth: register, login, me, refresh, logout, sessions, password."""
+"""/api/auth: register, login, me, refresh, logout, sessions, password, account deletion."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from keyturn.http.deps import (
     services_of,
 )
 from keyturn.http.schemas import (
+    AccountDeleteRequest,
     CookieLoginResponse,
     LoginRequest,
     LoginResponse,
@@ -333,3 +334,46 @@ async def change_password(
         gone=request.is_disconnected,
     )
     return Response(status_code=204)
+
+
+@router.post(
+    "/account/delete",
+    status_code=204,
+    responses={
+        **_ERRORS,
+        401: {"model": Problem, "description": "invalid_credentials: wrong password; or no token"},
+        403: {"model": Problem, "description": "CSRF check failed"},
+        409: {"model": Problem, "description": "last_admin: the only enabled admin"},
+        429: {"model": Problem, "description": "Too many wrong passwords"},
+    },
+    openapi_extra=BEARER_SECURITY,
+)
+async def delete_account(
+    body: AccountDeleteRequest,
+    request: Request,
+    claims: Claims,
+    services: ServicesDep,
+    context: ContextDep,
+) -> Response:
+    """Delete the caller's own account, confirmed with its password.
+
+    Every session and access token of the account stops working at once, on every instance;
+    a browser's cookies are cleared. 401 `invalid_credentials` for a wrong password (nothing
+    changes); 429 with `Retry-After` past `KEYTURN_LOGIN_MAX_FAILURES` wrong passwords in the
+    login window; 409 `last_admin` for the only enabled admin; 503 `overloaded` with
+    `Retry-After` while too many passwords wait to be hashed.
+    """
+    await services.hashing.run(
+        functools.partial(
+            services.admin.delete_own_account,
+            claims.subject,
+            current_password=body.current_password,
+            session_id=claims.session_id,
+            context=context,
+        ),
+        gone=request.is_disconnected,
+    )
+    response = Response(status_code=204)
+    if is_authenticated_by_cookie(request):
+        cookies.clear_session_cookies(response, cookies.names_for(services.settings))
+    return response

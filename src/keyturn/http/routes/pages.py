@@ -113,7 +113,14 @@ async def dashboard_page(request: Request) -> Response:
     # cookies; with neither there is no session to renew.
     if not cookies.has_session_cookies(request):
         return _redirect("/login")
-    return _page(request, "dashboard.html", title="Your account")
+    return _page(request, "dashboard.html", title="Your account", min_password=MIN_PASSWORD_LENGTH)
+
+
+def not_found_page(request: Request) -> Response:
+    """The 404 a browser shows for a page path Keyturn does not have (the API keeps JSON)."""
+    response = _page(request, "404.html", title="Page not found")
+    response.status_code = 404
+    return response
 
 
 @router.api_route("/docs", methods=PAGE_METHODS)

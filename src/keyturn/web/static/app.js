@@ -170,7 +170,11 @@
       await renewSession(sentAt);
       response = await send(method, path, body);
     }
-    if (response.status === 401) throw new SignedOut(await errorCode(response));
+    if (response.status === 401) {
+      const code = await errorCode(response);
+      // A wrong password typed into a form is the form's business, not a lost session.
+      if (code !== "invalid_credentials") throw new SignedOut(code);
+    }
     const data = await bodyOf(response);
     if (!response.ok) throw new ApiError(response, data);
     return data;
@@ -234,6 +238,36 @@
     summary.focus();
   }
 
+  // Several problems: their count goes in the summary, each problem once, under its own
+  // field. One problem needs no summary: the focused field reads out its own message.
+  function fieldsSummary(summary, count) {
+    if (count > 1) show(summary, `Please fix the ${count} problems marked below.`);
+  }
+
+  // Characters as typed (code points), as the server counts them.
+  function characters(text) {
+    return [...text].length;
+  }
+
+  // Every password field has a Show/Hide button next to it. A real <button>, so Tab reaches
+  // it and Enter or Space presses it; its name says what pressing it does next.
+  function setupReveal() {
+    for (const button of document.querySelectorAll("button[data-reveal]")) {
+      const input = document.getElementById(button.dataset.reveal);
+      if (!input) continue;
+      const word = button.firstChild;
+      button.addEventListener("click", () => {
+        const hidden = input.type === "password";
+        input.type = hidden ? "text" : "password";
+        word.nodeValue = hidden ? "Hide" : "Show";
+      });
+      input.form.addEventListener("submit", () => {
+        input.type = "password";
+        word.nodeValue = "Show";
+      });
+    }
+  }
+
   function describeWait(seconds) {
     if (!Number.isFinite(seconds) || seconds <= 0) return "a little while";
     const minutes = Math.floor(seconds / 60);
@@ -281,6 +315,8 @@
       show(notice, "Your account is ready. Log in to continue.");
       identifier.value = sessionStorage.getItem(REGISTERED_EMAIL_KEY) || "";
       sessionStorage.removeItem(REGISTERED_EMAIL_KEY);
+    } else if (params.has("deleted")) {
+      show(notice, "Your account has been deleted.");
     } else if (params.has("signed_out")) {
       show(notice, "You have been logged out.");
     } else if (params.has("expired")) {
@@ -330,6 +366,10 @@
     });
   }
 
+  // The server's username rule (services/accounts.py), checked here first so every problem
+  // with the form shows at once; the server still decides.
+  const USERNAME_SHAPE = /^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$/;
+
   function setupRegister() {
     const form = document.getElementById("register-form");
     const summary = document.getElementById("form-error");
@@ -340,14 +380,49 @@
     const label = button.textContent;
     email.focus();
 
+    function problems() {
+      const found = [];
+      const address = email.value.trim();
+      if (!address) found.push(["email", "Enter your email address."]);
+      else if (email.validity.typeMismatch || !address.includes("@"))
+        found.push(["email", "Enter an email address like name@example.com."]);
+      const name = username.value.trim();
+      if (name && !USERNAME_SHAPE.test(name))
+        found.push(["username", "This username does not follow the rule above."]);
+      if (!password.value) found.push(["password", "Choose a password."]);
+      else if (characters(password.value) < password.minLength)
+        found.push(["password", `This password is too short: ${characters(password.value)} characters.`]);
+      return found;
+    }
+
+    async function signIn(body) {
+      // The password was typed once, to register: sign in with it rather than ask again.
+      try {
+        const response = await send(
+          "POST",
+          "/api/auth/login",
+          { email: body.email, password: body.password },
+          { "X-Auth-Mode": "cookie" },
+        );
+        if (response.ok) {
+          window.location.assign("/dashboard");
+          return;
+        }
+      } catch {
+        // Fall through: the login page can still sign the new account in.
+      }
+      sessionStorage.setItem(REGISTERED_EMAIL_KEY, body.email);
+      window.location.assign("/login?registered=1");
+    }
+
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       clearErrors(form, summary);
-      let first = null;
-      if (!email.value.trim()) first = first || fieldError("email", "Enter your email address.");
-      if (!password.value) first = first || fieldError("password", "Choose a password.");
-      if (first) {
-        first.focus();
+      const found = problems();
+      if (found.length) {
+        const inputs = found.map(([id, message]) => fieldError(id, message));
+        fieldsSummary(summary, found.length);
+        inputs[0].focus();
         return;
       }
       const body = { email: email.value.trim(), password: password.value };
@@ -362,8 +437,7 @@
         return;
       }
       if (response.status === 201) {
-        sessionStorage.setItem(REGISTERED_EMAIL_KEY, body.email);
-        window.location.assign("/login?registered=1");
+        await signIn(body);
         return;
       }
       button.disabled = false;
@@ -380,9 +454,7 @@
         fieldError("password", sentenceWithList("Choose a stronger password:", reasons));
         formError(summary, "The password was not accepted; see the reasons below it.");
       } else if (fields[error.code]) {
-        const input = fieldError(fields[error.code], error.message);
-        formError(summary, error.message);
-        input.setAttribute("aria-invalid", "true");
+        fieldError(fields[error.code], error.message).focus();
       } else if (error.status === 429) {
         lockOut(button, summary, error.retryAfter, label);
       } else if (error.status === 422 && reasons.length) {
@@ -493,9 +565,13 @@
         item.dataset.sessionId = session.id;
 
         const info = document.createElement("div");
+        info.className = "session-info";
         const name = document.createElement("div");
         name.className = "session-device";
-        name.textContent = device;
+        const deviceName = document.createElement("span");
+        deviceName.className = "session-name";
+        deviceName.textContent = device;
+        name.append(deviceName);
         if (session.current) {
           const badge = document.createElement("span");
           badge.className = "badge";
@@ -505,7 +581,8 @@
         const meta = document.createElement("p");
         meta.className = "session-meta";
         meta.append(
-          `IP ${session.ip || "unknown"} · last used `,
+          // last_used_at is the session's latest login or refresh, not its latest request.
+          `IP ${session.ip || "unknown"} · last refreshed `,
           timeElement(session.last_used_at, ago(new Date(session.last_used_at))),
           " · signed in ",
           timeElement(session.created_at, absolute.format(new Date(session.created_at))),
@@ -575,11 +652,103 @@
       signedOut("signed_out");
     }
 
+    function setupPasswordChange() {
+      const form = document.getElementById("password-form");
+      const summary = document.getElementById("password-form-error");
+      const notice = document.getElementById("password-notice");
+      const current = document.getElementById("current-password");
+      const next = document.getElementById("new-password");
+      const button = document.getElementById("password-submit");
+      const label = button.textContent;
+
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        clearErrors(form, summary);
+        hide(notice);
+        const found = [];
+        if (!current.value) found.push(["current-password", "Enter your current password."]);
+        if (!next.value) found.push(["new-password", "Choose a new password."]);
+        else if (characters(next.value) < next.minLength)
+          found.push(["new-password", `This password is too short: ${characters(next.value)} characters.`]);
+        if (found.length) {
+          const inputs = found.map(([id, message]) => fieldError(id, message));
+          fieldsSummary(summary, found.length);
+          inputs[0].focus();
+          return;
+        }
+        button.disabled = true;
+        try {
+          await api("POST", "/api/auth/password", {
+            current_password: current.value,
+            new_password: next.value,
+          });
+        } catch (error) {
+          button.disabled = false;
+          const reasons = Array.isArray(error.body && error.body.reasons) ? error.body.reasons : [];
+          if (error instanceof SignedOut) {
+            fail(error);
+          } else if (error.code === "invalid_credentials") {
+            current.value = "";
+            fieldError("current-password", "That is not your current password.").focus();
+          } else if (error.code === "weak_password" && reasons.length) {
+            fieldError("new-password", sentenceWithList("Choose a stronger password:", reasons));
+            formError(summary, "The new password was not accepted; see the reasons below it.");
+          } else if (error.status === 429) {
+            lockOut(button, summary, error.retryAfter, label);
+          } else {
+            formError(summary, error.message);
+          }
+          return;
+        }
+        button.disabled = false;
+        form.reset();
+        show(notice, "Your password has been changed. Your other sessions have ended.");
+        await load();
+      });
+    }
+
+    function setupAccountDeletion() {
+      const form = document.getElementById("delete-form");
+      const summary = document.getElementById("delete-form-error");
+      const password = document.getElementById("delete-password");
+      const button = document.getElementById("delete-submit");
+      const label = button.textContent;
+
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        clearErrors(form, summary);
+        if (!password.value) {
+          fieldError("delete-password", "Enter your password to confirm.").focus();
+          return;
+        }
+        button.disabled = true;
+        try {
+          await api("POST", "/api/auth/account/delete", { current_password: password.value });
+        } catch (error) {
+          button.disabled = false;
+          if (error instanceof SignedOut) {
+            fail(error);
+          } else if (error.code === "invalid_credentials") {
+            password.value = "";
+            fieldError("delete-password", "That is not your password; nothing was deleted.").focus();
+          } else if (error.status === 429) {
+            lockOut(button, summary, error.retryAfter, label);
+          } else {
+            formError(summary, error.message);
+          }
+          return;
+        }
+        signedOut("deleted");
+      });
+    }
+
     logoutButton.addEventListener("click", () => end("/api/auth/logout", logoutButton));
     everywhereButton.addEventListener("click", () =>
       end("/api/auth/logout-all", everywhereButton),
     );
     reloadButton.addEventListener("click", load);
+    setupPasswordChange();
+    setupAccountDeletion();
     if (channel) {
       channel.addEventListener("message", (event) => {
         if (event.data && event.data.type === "signed-out") goToLogin("signed_out");
@@ -589,6 +758,7 @@
   }
 
   const setups = { login: setupLogin, register: setupRegister, dashboard: setupDashboard };
+  setupReveal();
   const setup = setups[document.body.dataset.page];
   if (setup) setup();
 })();

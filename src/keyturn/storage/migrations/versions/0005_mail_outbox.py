@@ -1,7 +1,7 @@
 """The mail outbox: messages waiting for the sender in upkeep.
 
-Revision ID: 0004_mail_outbox
-Revises: 0003_revocation_feed
+Revision ID: 0005_mail_outbox
+Revises: 0004_signing_key_revocation
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from keyturn.storage.models import BigId, UTCDateTime
 
-revision = "0004_mail_outbox"
-down_revision = "0003_revocation_feed"
+revision = "0005_mail_outbox"
+down_revision = "0004_signing_key_revocation"
 branch_labels = None
 depends_on = None
 
