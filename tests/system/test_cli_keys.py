@@ -177,5 +177,10 @@ def test_production_without_a_sealing_key_refuses_to_start(
 
     assert "KEYTURN_SECRETS_KEY" in one_line_error(result)
     assert not (tmp_path / ".keyturn" / "secrets.key").exists()
-    server = make_server(**production, KEYTURN_SECRETS_KEY=Fernet.generate_key().decode())
+    server = make_server(
+        **production,
+        KEYTURN_SECRETS_KEY=Fernet.generate_key().decode(),
+        KEYTURN_SMTP_URL="smtp://127.0.0.1:2525",
+        KEYTURN_MAIL_FROM="Keyturn <no-reply@example.com>",
+    )
     assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
