@@ -159,3 +159,20 @@ async def test_a_refused_oversized_body_is_logged_too(
     assert response.status_code == 413
     lines = json_log.lines("keyturn.access")
     assert [(line["path"], line["status"]) for line in lines] == [("/api/auth/login", 413)]
+
+
+async def test_an_odd_path_is_one_valid_json_line_and_a_token_in_it_is_redacted(
+    api: httpx.AsyncClient, json_log: JsonLog
+) -> None:
+    """Quotes, backslashes, spaces and Korean in a path keep the line valid
+    JSON; a token a client put in the path is not written."""
+    session = await login(api)
+    odd = '/nowhere/"quoted"\\back slash/비밀번호'
+
+    await api.get(odd)
+    await api.get(f"/nowhere/{session.access_token}")
+
+    paths = [line["path"] for line in json_log.lines("keyturn.access")]
+    assert odd in paths
+    assert session.access_token not in json_log.text
+    assert any(path.startswith("/nowhere/") and "[redacted]" in path for path in paths)

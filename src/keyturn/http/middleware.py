@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyturn import wire
 from keyturn.http.client_ip import IPNetwork, client_ip
+from keyturn.observability.logging import PREFORMATTED_FIELDS, json_string, redact
 
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _REQUEST_ID_HEADER = wire.HEADER_REQUEST_ID.encode()
@@ -98,20 +99,20 @@ class RequestEnvelope:
         self, access: logging.Logger, scope: Scope, request_id: str, status: int, started: float
     ) -> None:
         """One line per request. The path only: the query string and the headers are left
-        out, since a client may put a token in either (`?access_token=`, Authorization)."""
-        fields = {
-            "method": scope["method"],
-            "path": scope["path"],
-            "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "request_id": request_id,
-            "client": self._client(scope),
-        }
+        out, since a client may put a token in either (`?access_token=`, Authorization); the
+        path is redacted like any logged text."""
+        duration_ms = (time.perf_counter() - started) * 1000
+        fields = (
+            f'"method":{json_string(scope["method"])},"path":{json_string(redact(scope["path"]))},'
+            f'"status":{status},"duration_ms":{duration_ms:.3f},'
+            f'"request_id":{json_string(request_id)},"client":{json_string(self._client(scope))}'
+        )
         # The record made directly: `info()` would walk the stack for the caller's file and
         # line, the same for every line of this logger, on every request.
         record = access.makeRecord(
-            ACCESS_LOGGER, logging.INFO, __file__, 0, _ACCESS_MESSAGE, (), None, extra=fields
+            ACCESS_LOGGER, logging.INFO, __file__, 0, _ACCESS_MESSAGE, (), None
         )
+        record.__dict__[PREFORMATTED_FIELDS] = fields
         access.handle(record)
 
     def _client(self, scope: Scope) -> str:

@@ -14,6 +14,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 REDACTED: Final = "[redacted]"
+# A record may carry its extra fields already written as JSON members under this attribute
+# (the access line does, once per request: building and encoding a dict for it cost more than
+# the request it describes). Whoever writes them has redacted what goes in.
+PREFORMATTED_FIELDS: Final = "keyturn_json_fields"
 _request_id: ContextVar[str | None] = ContextVar("keyturn_request_id", default=None)
 
 # Names whose values are secrets wherever they appear: log `extra` keys, key=value text, JSON.
@@ -115,6 +119,8 @@ class RedactionFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
+        if PREFORMATTED_FIELDS in record.__dict__:
+            return True
         for name in [name for name in record.__dict__ if name not in _STANDARD_ATTRIBUTES]:
             setattr(record, name, _redact_value(name, record.__dict__[name]))
         return True
@@ -124,6 +130,14 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id and any extras."""
 
     def format(self, record: logging.LogRecord) -> str:
+        preformatted = record.__dict__.get(PREFORMATTED_FIELDS)
+        if preformatted is not None:
+            moment = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+            return (
+                f'{{"time":"{moment}","level":"{record.levelname}",'
+                f'"logger":{json_string(record.name)},'
+                f'"message":{json_string(record.getMessage())},{preformatted}}}'
+            )
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -141,6 +155,17 @@ class JsonFormatter(logging.Formatter):
         elif record.exc_text:
             entry["exception"] = record.exc_text
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+_PLAIN_JSON_TEXT = re.compile(r"[ -!#-\[\]-~]*")
+
+
+def json_string(text: str) -> str:
+    """`text` as a JSON string; printable ASCII without quotes or backslashes (what a path,
+    a method or an address almost always is) needs no encoder."""
+    if _PLAIN_JSON_TEXT.fullmatch(text):
+        return f'"{text}"'
+    return json.dumps(text, ensure_ascii=False)
 
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:
