@@ -243,6 +243,15 @@ class AuthService:
                     detail={"reason": wire.ACCOUNT_DISABLED},
                 )
             raise errors.AccountDisabledError()
+        # After the password check, so the answer tells only the owner the address is unverified.
+        if self._settings.require_verified_email and not user.email_verified:
+            self._record_event(
+                "login_failed",
+                user_id=user.id,
+                context=context,
+                detail={"reason": wire.EMAIL_NOT_VERIFIED},
+            )
+            raise errors.EmailNotVerifiedError()
         upgraded_hash = (
             self._hashing.hash_password(password)
             if self._hashing.needs_rehash(user.password_hash)
@@ -714,7 +723,12 @@ class AuthService:
             )
 
     def _record_event(
-        self, event: str, *, user_id: str | None = None, context: RequestContext
+        self,
+        event: str,
+        *,
+        user_id: str | None = None,
+        context: RequestContext,
+        detail: dict[str, str] | None = None,
     ) -> None:
         with self._database.transaction() as connection:
-            self._audit.record(connection, event, user_id=user_id, context=context)
+            self._audit.record(connection, event, user_id=user_id, context=context, detail=detail)

@@ -23,9 +23,11 @@ from keyturn.services.browser import BrowserService
 from keyturn.services.hashing import HashingGate
 from keyturn.services.keyring import KeyringService
 from keyturn.services.limits import ClientLimits
+from keyturn.services.recovery import RecoveryService
 from keyturn.services.revocation import RevocationService
 from keyturn.services.sealing import development_key_in_use, load_sealer, seal_stored_secrets
 from keyturn.services.upkeep import Upkeep
+from keyturn.services.verification import EmailLinks
 from keyturn.state.database import DatabaseRateLimiter
 from keyturn.state.memory import BoundedTtlCache, MemoryRateLimiter, RevocationList
 from keyturn.state.protocols import RateLimiter
@@ -53,6 +55,7 @@ class Services:
     hashing: HashingGate
     password_hashing: PasswordHashing
     sealer: Sealer
+    recovery: RecoveryService
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
     mail: Mailer | None = None
@@ -145,6 +148,8 @@ def build_services(
         extra_probes["redis"] = link.ping
     client_limits = ClientLimits(settings, shared=limiter, fast=fast_limiter)
     mail_sender = MailSender(settings, database, clock, transport=mail_transport(settings))
+    mailer = Mailer(settings, clock, sender=mail_sender)
+    links = EmailLinks(settings, clock, mailer=mailer, audit=audit)
     auth = AuthService(
         settings,
         database,
@@ -163,7 +168,9 @@ def build_services(
         clock=clock,
         database=database,
         keyring=keyring,
-        accounts=AccountService(database, hashing, audit, clock, client_limits=client_limits),
+        accounts=AccountService(
+            database, hashing, audit, clock, client_limits=client_limits, links=links
+        ),
         auth=auth,
         admin=AdminService(
             database,
@@ -190,7 +197,17 @@ def build_services(
         password_hashing=hashing,
         browser=BrowserService(settings, database, clock, sealer=sealer),
         sealer=sealer,
+        recovery=RecoveryService(
+            settings,
+            database,
+            clock,
+            links=links,
+            hashing=hashing,
+            limiter=limiter,
+            revocation=revocation,
+            audit=audit,
+        ),
         extra_probes=extra_probes,
         redis=link,
-        mail=Mailer(settings, clock, sender=mail_sender),
+        mail=mailer,
     )
