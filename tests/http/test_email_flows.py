@@ -13,8 +13,11 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from keyturn.clock import FrozenClock
+from keyturn.core.email_tokens import hash_email_token
+from keyturn.storage.models import email_tokens, mail_outbox
 from tests.conftest import ApiFactory
 from tests.mail.smtp_server import SmtpServer, free_port
 from tests.support import DEFAULT_PASSWORD, bearer, error_of, login, register
@@ -498,3 +501,25 @@ async def test_two_instances_deliver_each_mail_once(make_api: ApiFactory, smtp: 
     assert len(recipients) == 12
     ids = [mail.message["Message-ID"] for mail in smtp.received]
     assert len(set(ids)) == len(ids)
+
+
+async def test_a_link_token_is_stored_only_as_its_digest(
+    make_api: ApiFactory, smtp: SmtpServer
+) -> None:
+    """The database holds the SHA-256 of a mailed token, never the token; the outbox copy of
+    the message is erased once it is sent."""
+    api = await make_api(**mail_settings(smtp))
+    await register(api, "ada@example.com")
+    token = token_in((await mails_to(smtp, "ada@example.com", count=1))[0], "/verify-email")
+    services = api.app.state.services  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 5
+    while True:
+        with services.database.snapshot() as connection:
+            stored = repr(connection.execute(select(email_tokens)).all())
+            outbox = repr(connection.execute(select(mail_outbox)).all())
+        if "b'" not in outbox or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert hash_email_token(token) in stored
+    assert token not in stored
+    assert token not in outbox
