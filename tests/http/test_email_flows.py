@@ -18,9 +18,9 @@ from sqlalchemy import select
 from keyturn.clock import FrozenClock
 from keyturn.core.email_tokens import hash_email_token
 from keyturn.storage.models import email_tokens, mail_outbox
-from tests.conftest import ApiFactory
-from tests.mail.smtp_server import SmtpServer, free_port
-from tests.support import DEFAULT_PASSWORD, bearer, error_of, login, register
+from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, login, register
+from tests.support.environment import ApiFactory
+from tests.support.smtp import SmtpServer, free_port
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning"),

@@ -13,10 +13,10 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.mail.smtp_server import SmtpServer, free_port
-from tests.support import DEFAULT_PASSWORD
-from tests.system.conftest import ServerFactory
-from tests.system.instances import HttpxCaller
+from tests.support.api import DEFAULT_PASSWORD
+from tests.support.instances import HttpxCaller
+from tests.support.processes import ServerFactory
+from tests.support.smtp import SmtpServer, free_port
 
 pytestmark = [
     pytest.mark.system,

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from keyturn import errors
 from keyturn.clock import Clock
 from keyturn.config import Settings
+from keyturn.core.context import NO_CONTEXT, RequestContext
 from keyturn.core.email_tokens import (
     Purpose,
     StoredEmailToken,
@@ -24,25 +25,25 @@ from keyturn.core.email_tokens import (
     password_fingerprint,
 )
 from keyturn.core.passwords import PasswordHashing
+from keyturn.core.sessions import UserRecord
 from keyturn.observability import metrics
-from keyturn.services.accounts import check_password, normalize_email
-from keyturn.services.audit import AuditTrail
-from keyturn.services.context import NO_CONTEXT, RequestContext
-from keyturn.services.limits import (
+from keyturn.ratelimit.limits import (
     KNOWN_ADDRESS_AGE,
     address_key,
     known_address_account_key,
     login_account_key,
-    login_address_key,
 )
-from keyturn.services.revocation import RevocationService
+from keyturn.ratelimit.protocol import RateLimiter
+from keyturn.revocation.service import RevocationService
+from keyturn.services.accounts import check_password, normalize_email
+from keyturn.services.audit import AuditTrail
+from keyturn.services.login import LoginThrottle
 from keyturn.services.verification import EmailLinks
-from keyturn.state.protocols import RateLimiter
 from keyturn.storage import audit as audit_store
 from keyturn.storage import email_tokens as email_token_store
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
-from keyturn.storage.users import DuplicateUserError, UserRecord, email_key
+from keyturn.storage.users import DuplicateUserError, email_key
 
 _VERIFYING = frozenset({Purpose.VERIFY, Purpose.EMAIL_CHANGE})
 _RESETTING = frozenset({Purpose.RESET})
@@ -59,6 +60,7 @@ class RecoveryService:
         links: EmailLinks,
         hashing: PasswordHashing,
         limiter: RateLimiter,
+        throttle: LoginThrottle,
         revocation: RevocationService,
         audit: AuditTrail,
     ) -> None:
@@ -69,10 +71,10 @@ class RecoveryService:
         self._mailer = links.mailer
         self._hashing = hashing
         self._limiter = limiter
+        self._throttle = throttle
         self._revocation = revocation
         self._audit = audit
         self._window = timedelta(seconds=settings.email_window_seconds)
-        self._login_window = timedelta(seconds=settings.login_window_seconds)
 
     # Address verification.
 
@@ -337,38 +339,19 @@ class RecoveryService:
 
     def _check_password(self, user: UserRecord, password: str, *, context: RequestContext) -> None:
         """The account's password, guessed under the login limits (per address and per
-        account); wrong ones are audited. Raises InvalidCredentialsError, TooManyRequestsError."""
-        address = login_address_key(context.ip) if context.ip else None
-        if address is not None:
-            wait = self._limiter.reserve(
-                address, limit=self._settings.login_max_failures_per_ip, window=self._login_window
-            )
-            if wait is not None:
-                self._refuse_attempt(user, wait, context=context)
-        account = login_account_key(user.id)
-        wait = self._limiter.reserve(
-            account, limit=self._settings.login_max_failures, window=self._login_window
+        account, as a password change is); wrong ones are audited. Raises
+        InvalidCredentialsError, TooManyRequestsError."""
+        counters = self._throttle.reserve_attempt(
+            user.id,
+            user,
+            context=context,
+            event="email_change_locked",
+            known_address_passes=False,
         )
-        if wait is not None:
-            if address is not None:
-                self._limiter.undo(address)  # refused untried: not a failure
-            self._refuse_attempt(user, wait, context=context)
         if not self._hashing.verify_password(user.password_hash, password):
-            with self._database.transaction() as connection:
-                self._audit.record(
-                    connection, "email_change_failed", user_id=user.id, context=context
-                )
+            self._throttle.record_event("email_change_failed", user_id=user.id, context=context)
             raise errors.InvalidCredentialsError("The current password is incorrect.")
-        if address is not None:
-            self._limiter.undo(address)
-        self._limiter.reset(account)
-
-    def _refuse_attempt(self, user: UserRecord, wait: int, *, context: RequestContext) -> NoReturn:
-        with self._database.transaction() as connection:
-            self._audit.record(connection, "email_change_locked", user_id=user.id, context=context)
-        raise errors.TooManyRequestsError(
-            f"Too many failed attempts; try again in {wait} seconds.", retry_after_seconds=wait
-        )
+        self._throttle.release_attempt(counters)
 
     def _shaped_hash(self, token: str) -> str:
         if not is_email_token_shaped(token):

@@ -10,12 +10,12 @@ from sqlalchemy.engine import Connection
 
 from keyturn.clock import Clock
 from keyturn.config import Settings
+from keyturn.core.context import RequestContext
 from keyturn.core.email_tokens import Purpose, hash_email_token, new_email_token
+from keyturn.core.sessions import UserRecord
 from keyturn.mail.sender import Mailer
 from keyturn.services.audit import AuditTrail
-from keyturn.services.context import RequestContext
 from keyturn.storage import email_tokens as email_token_store
-from keyturn.storage.users import UserRecord
 
 
 class EmailLinks:
