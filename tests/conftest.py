@@ -45,6 +45,13 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own directory: without KEYTURN_SMTP_URL an app writes every mail
+    it sends (registration sends one) as a file under ./.keyturn/mail/, never the checkout's."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock()

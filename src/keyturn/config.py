@@ -133,6 +133,20 @@ class Settings(BaseSettings):
     mail_max_age_seconds: int = Field(
         86400, ge=60, description="A mail not delivered within this fails (its links are stale)."
     )
+    require_verified_email: bool = Field(
+        False, description="Refuse login (403 email_not_verified) until the address is verified."
+    )
+    reset_ttl_seconds: int = Field(1800, ge=60, le=86400, description="Password-reset links.")
+    verify_ttl_seconds: int = Field(
+        86400, ge=60, le=30 * 86400, description="Verification and email-change links."
+    )
+    email_max_per_address: int = Field(
+        5, ge=1, description="Reset, verification or email-change mails per address per window."
+    )
+    email_max_per_ip: int = Field(
+        30, ge=1, description="Forgot-password requests per client address per window."
+    )
+    email_window_seconds: int = Field(3600, ge=60)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -86,6 +86,12 @@ class AccountDisabledError(KeyturnError):
     default_message = "This account is disabled."
 
 
+class EmailNotVerifiedError(KeyturnError):
+    code = wire.EMAIL_NOT_VERIFIED
+    status = 403
+    default_message = "Confirm your email address first: follow the link we sent you."
+
+
 class TooManyRequestsError(KeyturnError):
     code = wire.TOO_MANY_REQUESTS
     status = 429
@@ -161,6 +167,16 @@ class TokenExpiredError(BearerTokenError):
 class InvalidTokenError(BearerTokenError):
     code = wire.INVALID_TOKEN
     default_message = "The access token is invalid."
+
+
+class InvalidLinkTokenError(KeyturnError):
+    """A token from a mailed link (verification, reset, email change) that is unknown, used,
+    expired or tampered with: one answer for all, so a caller learns nothing from it. Not a
+    BearerTokenError: no access token was involved, so no WWW-Authenticate."""
+
+    code = wire.INVALID_TOKEN
+    status = 400
+    default_message = "This link is invalid or has expired; ask for a new one."
 
 
 class InsufficientRoleError(KeyturnError):

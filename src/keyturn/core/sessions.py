@@ -71,10 +71,15 @@ class UserRecord:
     roles: tuple[str, ...]
     disabled_at: datetime | None
     created_at: datetime
+    email_verified_at: datetime | None = None
 
     @property
     def is_disabled(self) -> bool:
         return self.disabled_at is not None
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
 
 KIND_SESSION = "session"

@@ -17,7 +17,7 @@ from keyturn.http.client_ip import parse_networks
 from keyturn.http.hot_routes import HotRoutes, hot_routes_of
 from keyturn.http.middleware import RequestEnvelope
 from keyturn.http.problems import install_problem_handlers
-from keyturn.http.routes import admin, audit, auth, discovery, health, metrics, oauth
+from keyturn.http.routes import admin, audit, auth, discovery, email, health, metrics, oauth
 from keyturn.http.routes.pages import install_web
 from keyturn.observability.metrics import RequestObserver
 from keyturn.services.container import Services, build_services
@@ -73,7 +73,7 @@ def create_app(
     app.state.trusted_networks = parse_networks(settings.trusted_proxies)
     install_problem_handlers(app)
     # Health first: probes are the cheapest routes and should not walk past the others.
-    for router in (health.router, auth.router, admin.router, discovery.router):
+    for router in (health.router, auth.router, email.router, admin.router, discovery.router):
         add_routes(app, router)
     install_web(app)
     for router in (oauth.router, audit.router, metrics.router):

@@ -17,6 +17,7 @@ from keyturn.http.client_ip import client_ip
 from keyturn.http.middleware import BODY_SCOPE_KEY
 from keyturn.http.problems import NOT_JSON_MESSAGE, is_json_media_type
 from keyturn.http.schemas import Problem
+from keyturn.i18n import negotiate_locale
 from keyturn.services.container import Services
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -164,6 +165,18 @@ def requires_role(role: str) -> Callable[..., Awaitable[AccessClaims]]:
     return check
 
 
+def locale_of(request: Request) -> str:
+    """The language to write to this caller in: the `lang` cookie (their choice), else
+    Accept-Language, else English."""
+    return negotiate_locale(
+        request.headers.get("accept-language"), chosen=request.cookies.get(wire.COOKIE_LANG)
+    )
+
+
+async def _locale_dependency(request: Request) -> str:
+    return locale_of(request)
+
+
 async def _services_dependency(request: Request) -> Services:
     # async: FastAPI runs a plain-def dependency in the thread pool, a thread hop per request.
     return services_of(request)
@@ -176,4 +189,5 @@ async def _context_dependency(request: Request) -> RequestContext:
 Claims = Annotated[AccessClaims, Depends(access_claims)]
 ServicesDep = Annotated[Services, Depends(_services_dependency)]
 ContextDep = Annotated[RequestContext, Depends(_context_dependency)]
+LocaleDep = Annotated[str, Depends(_locale_dependency)]
 AdminClaims = Annotated[AccessClaims, Depends(requires_role(wire.ROLE_ADMIN))]

@@ -87,6 +87,32 @@ class AccountDeleteRequest(Strict):
     current_password: Password
 
 
+class EmailTokenRequest(Strict):
+    token: TokenText
+
+
+class ResendVerificationRequest(Strict):
+    pass
+
+
+class EmailChangeRequest(Strict):
+    new_email: Annotated[Text, Field(max_length=320)]
+    current_password: Password
+
+
+class ForgotPasswordRequest(Strict):
+    email: Annotated[Text, Field(max_length=320)]
+
+
+class PasswordResetRequest(Strict):
+    token: TokenText
+    new_password: Password
+
+
+class Accepted(BaseModel):
+    message: str
+
+
 class AdminPasswordRequest(Strict):
     new_password: Password
 
@@ -101,6 +127,7 @@ class UserOut(BaseModel):
     username: str | None
     roles: list[str]
     created_at: datetime
+    email_verified: bool
 
     @classmethod
     def of(cls, user: UserRecord) -> UserOut:
@@ -110,6 +137,7 @@ class UserOut(BaseModel):
             username=user.username,
             roles=list(user.roles),
             created_at=user.created_at,
+            email_verified=user.email_verified,
         )
 
 

@@ -88,6 +88,26 @@ class Mailer:
             event.listen(connection, "commit", lambda _connection: sender.wake(), once=True)
         return mail_id
 
+    def rehearse(
+        self,
+        connection: Connection,
+        *,
+        to: str,
+        name: str,
+        locale: str,
+        variables: Mapping[str, Any],
+    ) -> None:
+        """Do the work of enqueue() and keep nothing: render, serialize, insert in a savepoint
+        that is rolled back; the sender is not woken. For a flow whose reply must take as long
+        whether or not it sends anything (a reset asked for an unknown address)."""
+        now = self._clock.now()
+        message = self.composer.compose(name, to=to, locale=locale, variables=variables, now=now)
+        savepoint = connection.begin_nested()
+        try:
+            outbox.enqueue_mail(connection, message, name=name, recipient=to, now=now)
+        finally:
+            savepoint.rollback()
+
 
 class MailSender:
     """Claims due mail, hands it to the transport, records the outcome (and audits it)."""

@@ -51,6 +51,11 @@ HASHING_REFUSED = Counter(
     " gone (the client left while it waited).",
     ["reason"],
 )
+LINK_TOKENS_REFUSED = Counter(
+    "keyturn_link_tokens_refused",
+    "Tokens of mailed links refused (400 invalid_token), by reason.",
+    ["reason"],
+)
 AUDIT_EVENTS = Counter("keyturn_audit_events", "Audit events written, by event.", ["event"])
 MAILS_DELIVERED = Counter(
     "keyturn_mails_delivered", "Mail handed to the SMTP server (or written as .eml).", ["message"]
@@ -87,6 +92,7 @@ _REVOKING_EVENTS = frozenset(
         "session_evicted",
         "access_token_revoked",
         "password_changed",
+        "password_reset",
         "user_disabled",
         "roles_changed",
         "refresh_token_reused",
@@ -104,6 +110,10 @@ def count_event(event: str) -> None:
         REFRESH_REUSE.inc()
     if event in _REVOKING_EVENTS:
         REVOCATIONS.labels(event).inc()
+
+
+def count_link_token_refused(reason: str) -> None:
+    LINK_TOKENS_REFUSED.labels(reason).inc()
 
 
 def count_hashing_refused(reason: str) -> None:

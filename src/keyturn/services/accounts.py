@@ -14,6 +14,7 @@ from keyturn.core.passwords import PasswordHashing, password_problems
 from keyturn.core.sessions import UserRecord
 from keyturn.ratelimit.limits import ClientLimits
 from keyturn.services.audit import AuditTrail
+from keyturn.services.verification import EmailLinks
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
 from keyturn.storage.users import DuplicateUserError
@@ -65,12 +66,14 @@ class AccountService:
         clock: Clock,
         *,
         client_limits: ClientLimits | None = None,
+        links: EmailLinks | None = None,
     ) -> None:
         self._database = database
         self._hashing = hashing
         self._audit = audit
         self._clock = clock
         self._client_limits = client_limits
+        self._links = links
 
     def register(
         self,
@@ -80,8 +83,11 @@ class AccountService:
         username: str | None = None,
         roles: tuple[str, ...] = (wire.ROLE_USER,),
         context: RequestContext = NO_CONTEXT,
+        verification_locale: str | None = None,
     ) -> UserRecord:
-        """Create an account.
+        """Create an account; with `verification_locale`, mail a link that verifies its
+        address, in that language (the CLI sends none: the operator vouches for the address,
+        and a password reset verifies it too).
 
         Raises InvalidEmailError, InvalidUsernameError, WeakPasswordError (with `reasons`),
         EmailTakenError or UsernameTakenError; TooManyRequestsError past
@@ -112,6 +118,10 @@ class AccountService:
                     now=self._clock.now(),
                 )
                 self._audit.record(connection, "user_registered", user_id=user.id, context=context)
+                if verification_locale is not None and self._links is not None:
+                    self._links.send_verification(
+                        connection, user, locale=verification_locale, context=context
+                    )
         except DuplicateUserError as error:
             if error.field == "username":
                 raise errors.UsernameTakenError() from error

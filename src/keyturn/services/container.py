@@ -35,10 +35,12 @@ from keyturn.services.hashing import HashingGate
 from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.login import LoginService, LoginThrottle
+from keyturn.services.recovery import RecoveryService
 from keyturn.services.rotation import RotationService
 from keyturn.services.sealing import development_key_in_use, load_sealer, seal_stored_secrets
 from keyturn.services.sessions import SessionService
 from keyturn.services.upkeep import Upkeep
+from keyturn.services.verification import EmailLinks
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
 from keyturn.storage.redis import RedisLink
@@ -67,6 +69,7 @@ class Services:
     hashing: HashingGate
     password_hashing: PasswordHashing
     sealer: Sealer
+    recovery: RecoveryService
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
     mail: Mailer | None = None
@@ -160,6 +163,8 @@ def build_services(
         extra_probes["redis"] = link.ping
     client_limits = ClientLimits(settings, shared=limiter, fast=fast_limiter)
     mail_sender = MailSender(settings, database, clock, transport=mail_transport(settings))
+    mailer = Mailer(settings, clock, sender=mail_sender)
+    links = EmailLinks(settings, clock, mailer=mailer, audit=audit)
     access = AccessService(
         settings, database, clock, keyring=keyring, revocation=revocation, user_cache=user_cache
     )
@@ -173,11 +178,18 @@ def build_services(
         clock=clock,
         database=database,
         keyring=keyring,
-        accounts=AccountService(database, hashing, audit, clock, client_limits=client_limits),
+        accounts=AccountService(
+            database, hashing, audit, clock, client_limits=client_limits, links=links
+        ),
         access=access,
         issuing=issuing,
         login=LoginService(
-            database, hashing=hashing, throttle=throttle, audit=audit, issuing=issuing
+            database,
+            hashing=hashing,
+            throttle=throttle,
+            audit=audit,
+            issuing=issuing,
+            require_verified_email=settings.require_verified_email,
         ),
         rotation=RotationService(
             settings,
@@ -222,7 +234,18 @@ def build_services(
         password_hashing=hashing,
         browser=BrowserService(settings, database, clock, sealer=sealer),
         sealer=sealer,
+        recovery=RecoveryService(
+            settings,
+            database,
+            clock,
+            links=links,
+            hashing=hashing,
+            limiter=limiter,
+            throttle=throttle,
+            revocation=revocation,
+            audit=audit,
+        ),
         extra_probes=extra_probes,
         redis=link,
-        mail=Mailer(settings, clock, sender=mail_sender),
+        mail=mailer,
     )

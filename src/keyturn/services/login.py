@@ -172,10 +172,12 @@ class LoginService:
         throttle: LoginThrottle,
         audit: AuditTrail,
         issuing: IssuingService,
+        require_verified_email: bool = False,
     ) -> None:
         self._database = database
         self._hashing = hashing
         self._audit = audit
+        self._require_verified_email = require_verified_email
         self._reserve_attempt = throttle.reserve_attempt
         self._count_failure = throttle.count_failure
         self._release_attempt = throttle.release_attempt
@@ -196,7 +198,8 @@ class LoginService:
 
         Raises TooManyRequestsError past the failure limits (for the right password too,
         unless it comes from an address this account logged in from before),
-        InvalidCredentialsError (the same for unknown accounts), AccountDisabledError.
+        InvalidCredentialsError (the same for unknown accounts), AccountDisabledError,
+        EmailNotVerifiedError (KEYTURN_REQUIRE_VERIFIED_EMAIL).
         """
         with self._database.snapshot() as connection:
             user = user_store.find_user_by_login(connection, identifier)
@@ -223,6 +226,17 @@ class LoginService:
                     detail={"reason": wire.ACCOUNT_DISABLED},
                 )
             raise errors.AccountDisabledError()
+        # After the password check, so the answer tells only the owner the address is unverified.
+        if self._require_verified_email and not user.email_verified:
+            with self._database.transaction() as connection:
+                self._audit.record(
+                    connection,
+                    "login_failed",
+                    user_id=user.id,
+                    context=context,
+                    detail={"reason": wire.EMAIL_NOT_VERIFIED},
+                )
+            raise errors.EmailNotVerifiedError()
         upgraded_hash = (
             self._hashing.hash_password(password)
             if self._hashing.needs_rehash(user.password_hash)

@@ -23,6 +23,7 @@ from keyturn.revocation.channel import RevocationChannel
 from keyturn.revocation.feed import RevocationFeed
 from keyturn.revocation.service import RevocationService
 from keyturn.services.keyring import KeyringService
+from keyturn.storage import email_tokens as email_token_store
 from keyturn.storage import rate_limits as rate_limit_store
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
@@ -194,7 +195,8 @@ class Upkeep:
                 logger.warning("purge failed", exc_info=True)
 
     def purge(self) -> None:
-        """Delete expired refresh tokens, long-over sessions, stale revocations and counters.
+        """Delete expired refresh tokens, long-over sessions, stale revocations and counters,
+        used or expired link tokens.
 
         In batches, each its own short transaction: on SQLite a transaction holds the write
         lock that every login and refresh waits for, and a backlog of millions of rows in one
@@ -216,9 +218,18 @@ class Upkeep:
         )
         with self._database.transaction() as connection:
             revocation_store.purge_revocations(connection, now=now)
-            rate_limit_store.purge_counters(
-                connection, older_than=now - timedelta(seconds=self._settings.login_window_seconds)
+            # The longest window any counter lives in: a counter purged early would shorten it.
+            longest_window = max(
+                self._settings.login_window_seconds, self._settings.email_window_seconds
             )
+            rate_limit_store.purge_counters(
+                connection, older_than=now - timedelta(seconds=longest_window)
+            )
+        self._purge_in_batches(
+            lambda connection: email_token_store.purge_email_tokens(
+                connection, before=now, limit=PURGE_BATCH
+            )
+        )
         if self._mail is not None:
             mail = self._mail
             self._purge_in_batches(lambda connection: mail.purge(connection, limit=PURGE_BATCH))

@@ -116,6 +116,7 @@ users = Table(
     Column("disabled_at", UTCDateTime()),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("email_verified_at", UTCDateTime()),
 )
 
 sessions = Table(
@@ -240,4 +241,25 @@ mail_outbox = Table(
     Column("last_error", String(500)),
     Index(None, "status", "next_attempt_at"),
     Index(None, "finished_at"),
+)
+
+# Single-use tokens of mailed links: address verification, password reset, email change. Only
+# the SHA-256 of a token is kept; `email` is the address the link went to (for a change: the
+# new address, which replaces the account's only when the link is used), and
+# `password_fingerprint` ties a reset link to the password it replaces: any change of the
+# password, by whatever path, ends the link.
+email_tokens = Table(
+    "email_tokens",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("purpose", String(16), nullable=False),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("password_fingerprint", String(64)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime()),
+    Index(None, "user_id", "purpose"),
+    Index(None, "expires_at"),
 )

@@ -42,6 +42,7 @@ USER_RECORD_COLUMNS = (
     users.c.roles,
     users.c.disabled_at,
     users.c.created_at,
+    users.c.email_verified_at,
 )
 
 
@@ -55,6 +56,7 @@ def user_from_row(row: Mapping[Any, Any], *, prefix: str = "") -> UserRecord:
         roles=tuple(role for role in row[prefix + "roles"].split() if role),
         disabled_at=row[prefix + "disabled_at"],
         created_at=row[prefix + "created_at"],
+        email_verified_at=row[prefix + "email_verified_at"],
     )
 
 
@@ -139,6 +141,35 @@ def set_password_hash(
         .where(users.c.id == user_id)
         .values(password_hash=password_hash, updated_at=now)
     )
+
+
+def set_email_verified(connection: Connection, user_id: str, *, email: str, now: datetime) -> bool:
+    """Mark the account's address verified, if it is still `email`."""
+    result = connection.execute(
+        update(users)
+        .where(users.c.id == user_id, users.c.email_key == email_key(email))
+        .values(email_verified_at=now, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def set_email(connection: Connection, user_id: str, email: str, *, now: datetime) -> None:
+    """Give the account a new, verified address. Raises DuplicateUserError("email") when
+    another account has it (checked, and held by the unique index under a race)."""
+    existing = find_user_by_email(connection, email)
+    if existing is not None and existing.id != user_id:
+        raise DuplicateUserError("email")
+    try:
+        with connection.begin_nested():
+            connection.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(
+                    email=email, email_key=email_key(email), email_verified_at=now, updated_at=now
+                )
+            )
+    except IntegrityError as error:
+        raise DuplicateUserError("email") from error
 
 
 def set_disabled(

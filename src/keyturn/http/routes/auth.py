@@ -16,6 +16,7 @@ from keyturn.http.deps import (
     BEARER_SECURITY,
     Claims,
     ContextDep,
+    LocaleDep,
     ServicesDep,
     access_claims,
     check_csrf,
@@ -118,11 +119,16 @@ def token_pair(issued: IssuedTokens) -> dict[str, object]:
     responses={**_ERRORS, 409: {"model": Problem, "description": "Email or username taken"}},
 )
 async def register(
-    body: RegisterRequest, request: Request, services: ServicesDep, context: ContextDep
+    body: RegisterRequest,
+    request: Request,
+    services: ServicesDep,
+    context: ContextDep,
+    locale: LocaleDep,
 ) -> UserEnvelope:
-    """Create an account. 409 `email_taken`/`username_taken`; 422 `invalid_email`,
-    `invalid_username` or `weak_password`, with `reasons`; 503 `overloaded` with
-    `Retry-After` while too many passwords wait to be hashed."""
+    """Create an account and mail a link that verifies its address (in the caller's
+    language: the `lang` cookie, else Accept-Language). 409 `email_taken`/`username_taken`;
+    422 `invalid_email`, `invalid_username` or `weak_password`, with `reasons`; 503
+    `overloaded` with `Retry-After` while too many passwords wait to be hashed."""
     user = await services.hashing.run(
         functools.partial(
             services.accounts.register,
@@ -130,6 +136,7 @@ async def register(
             password=body.password,
             username=body.username,
             context=context,
+            verification_locale=locale,
         ),
         gone=request.is_disconnected,
     )
