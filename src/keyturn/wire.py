@@ -74,6 +74,8 @@ COOKIE_CSRF: Final = "csrf_token"
 HOST_PREFIX: Final = "__Host-"
 SECURE_PREFIX: Final = "__Secure-"
 REFRESH_COOKIE_PATH: Final = "/api/auth"
+# The language a reader picked on the pages ("en" or "ko"); not a secret, never prefixed.
+COOKIE_LANG: Final = "lang"
 
 ROLE_ADMIN: Final = "admin"
 ROLE_USER: Final = "user"
