@@ -315,6 +315,17 @@ def test_dashboard_banner_for_an_unverified_address_and_the_email_card(
     banner.get_by_role("button", name=text["resend"]).click()
     expect(page.locator("#verify-status")).to_have_text(text["resent"])
     assert sent == [None]
+    page.unroute("**/api/auth/email/verify/resend")
+    answer(
+        page,
+        "/api/auth/email/verify/resend",
+        429,
+        {"error": "too_many_requests"},
+        **{"Retry-After": "90"},
+    )
+    banner.get_by_role("button", name=text["resend"]).click()
+    expect(page.locator("#verify-status")).to_have_text(text["too-many"])
+    expect(page.locator("#verify-resend")).to_be_disabled()
     assert page.evaluate("document.cookie").startswith("csrf_token=")
 
     wrong = answer(page, "/api/auth/email/change", 401, {"error": "invalid_credentials"})

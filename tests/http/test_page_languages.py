@@ -148,3 +148,15 @@ async def test_the_dashboard_and_404_follow_the_language(api: httpx.AsyncClient)
     assert ">이메일 주소</h2>" in dashboard.text
     assert missing.status_code == 404
     assert "<title>페이지를 찾을 수 없습니다 · Keyturn</title>" in missing.text
+
+
+@pytest.mark.parametrize("path", ["/forgot-password", "/reset-password"])
+async def test_every_input_of_the_email_pages_has_a_label(
+    api: httpx.AsyncClient, path: str
+) -> None:
+    html = (await api.get(path, headers={"Accept-Language": "ko"})).text
+    inputs = re.findall(r'<input id="([^"]+)"', html)
+
+    assert inputs
+    for input_id in inputs:
+        assert f'<label for="{input_id}">' in html, input_id

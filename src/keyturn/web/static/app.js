@@ -834,18 +834,18 @@
       const label = button.textContent;
       button.addEventListener("click", async () => {
         button.disabled = true;
-        status.textContent = "";
+        hide(status);
         try {
           await api("POST", "/api/auth/email/verify/resend");
         } catch (error) {
           button.disabled = false;
           if (error instanceof SignedOut) fail(error);
           else if (error.status === 429) lockOut(button, status, error.retryAfter, label, "too-many");
-          else status.textContent = explain(error);
+          else show(status, explain(error));
           return;
         }
         button.disabled = false;
-        status.textContent = t("resend-sent", { email: currentEmail });
+        show(status, t("resend-sent", { email: currentEmail }));
       });
     }
 
