@@ -17,7 +17,7 @@ from keyturn.http.client_ip import parse_networks
 from keyturn.http.hot_routes import HotRoutes, hot_routes_of
 from keyturn.http.middleware import RequestEnvelope
 from keyturn.http.problems import install_problem_handlers
-from keyturn.http.routes import admin, audit, auth, discovery, health, metrics, oauth
+from keyturn.http.routes import admin, audit, auth, discovery, health, languages, metrics, oauth
 from keyturn.observability.metrics import RequestObserver
 from keyturn.services.container import Services, build_services
 from keyturn.web.routes import install_web
@@ -76,6 +76,7 @@ def create_app(
     for router in (health.router, auth.router, admin.router, discovery.router):
         add_routes(app, router)
     install_web(app)
+    add_routes(app, languages.router)  # the pages' language switch
     for router in (oauth.router, audit.router, metrics.router):
         add_routes(app, router)
     # Innermost of ours: the hot routes get the request id, body bound and metrics too.

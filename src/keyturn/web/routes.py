@@ -21,7 +21,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from keyturn import __version__, errors
 from keyturn.core.passwords import MIN_PASSWORD_LENGTH
 from keyturn.http import cookies, locales
-from keyturn.http.routes import languages
 from keyturn.services.container import Services
 
 _HERE = Path(__file__).parent
@@ -177,7 +176,6 @@ class StaticWithHeaders:
 def install_web(app: FastAPI) -> None:
     """Add the pages and mount /static on `app`."""
     app.include_router(router)
-    app.include_router(languages.router)
     app.mount("/static", StaticWithHeaders(StaticFiles(directory=STATIC_DIR)), name="static")
     app.mount(
         "/docs/assets",
