@@ -30,9 +30,11 @@ from typing import Any
 import redis
 
 from keyturn.clock import SystemClock
-from keyturn.state.memory import MemoryRateLimiter
-from keyturn.state.redis import RedisLink, RedisRateLimiter, RevocationChannel
-from keyturn.storage.revocations import KIND_SESSION, Revocation
+from keyturn.core.sessions import KIND_SESSION, Revocation
+from keyturn.ratelimit.memory import MemoryRateLimiter
+from keyturn.ratelimit.redis import RedisRateLimiter
+from keyturn.revocation.channel import RevocationChannel
+from keyturn.storage.redis import RedisLink
 
 ACCESS_COVERAGE = timedelta(seconds=900 + 60)  # default access TTL + clock skew
 LOGIN_WINDOW = timedelta(seconds=900)

@@ -32,9 +32,9 @@ from typing import Any
 
 from bench.redis_memory import private_redis
 from keyturn.config import Settings
+from keyturn.core.sessions import KIND_SESSION, Revocation
 from keyturn.errors import EmailTakenError
 from keyturn.services.container import Services, build_services
-from keyturn.storage.revocations import KIND_SESSION, Revocation
 
 PASSWORD = "bench-" + secrets.token_urlsafe(16)
 
@@ -73,11 +73,11 @@ async def check_cost(
             services.revocation.apply(
                 [Revocation(0, KIND_SESSION, f"ended-{n}", until) for n in range(revoked)]
             )
-            auth = services.auth
-            auth.authenticate(access_token)
+            access = services.access
+            access.authenticate(access_token)
             rounds = [
                 per_call_us(
-                    auth.authenticate, access_token, calls // (50 if cache_size == 0 else 5)
+                    access.authenticate, access_token, calls // (50 if cache_size == 0 else 5)
                 )
                 for _ in range(5)
             ]
@@ -90,7 +90,7 @@ async def check_cost(
 
 
 def revocation_part_us(services: Services, access_token: str, calls: int) -> float:
-    claims = services.auth.authenticate(access_token)
+    claims = services.access.authenticate(access_token)
     revocation = services.revocation
 
     def revocation_part(_: object) -> None:
@@ -104,7 +104,7 @@ def revocation_part_us(services: Services, access_token: str, calls: int) -> flo
 def open_session(services: Services, email: str) -> str:
     with contextlib.suppress(EmailTakenError):
         services.accounts.register(email=email, password=PASSWORD)
-    issued = services.auth.login(identifier=email, password=PASSWORD)
+    issued = services.login.login(identifier=email, password=PASSWORD)
     return issued.access_token
 
 
@@ -120,10 +120,10 @@ async def reach(database_url: str, redis_url: str | None, *, repeats: int) -> di
     try:
         for _ in range(repeats):
             token = open_session(a, "reach@example.com")
-            claims = a.auth.authenticate(token)
-            b.auth.authenticate(token)
+            claims = a.access.authenticate(token)
+            b.access.authenticate(token)
             started = time.perf_counter()
-            await asyncio.to_thread(a.auth.logout, claims=claims)
+            await asyncio.to_thread(a.sessions.logout, claims=claims)
             while not b.revocation.revocations.is_revoked(claims.session_id, claims.token_id):
                 await asyncio.sleep(0.0005)
             delays.append((time.perf_counter() - started) * 1000)

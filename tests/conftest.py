@@ -10,13 +10,12 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -25,22 +24,17 @@ from keyturn.config import Settings
 from keyturn.http.app import create_app
 from keyturn.storage.db import Database, normalize_database_url
 from keyturn.storage.migrations import upgrade_database
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-POSTGRES_ADMIN_URL = os.environ.get(
-    "KEYTURN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.support.environment import (
+    POSTGRES_ADMIN_URL,
+    REDIS_TEST_URL,
+    TEST_CLIENT_ADDRESS,
+    TEST_ISSUER,
+    TEST_SECRETS_KEY,
+    ApiFactory,
+    RedisDatabase,
+    SettingsFactory,
+    missing_service,
 )
-REDIS_TEST_URL = os.environ.get("KEYTURN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TEST_ISSUER = "http://keyturn.test"
-TEST_CLIENT_ADDRESS = ("203.0.113.7", 40000)
-TEST_SECRETS_KEY = Fernet.generate_key().decode()
-
-
-def missing_service(reason: str) -> None:
-    """Skip locally; under CI a missing service is a failure, not a skip."""
-    if IN_CI:
-        pytest.fail(f"{reason}; CI must run this test", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)
@@ -88,6 +82,12 @@ class PostgresDatabases:
         self.created.append(name)
         return self.url_of(name)
 
+    def drop(self, url: str) -> None:
+        name = make_url(url).database
+        with self.engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.created.remove(name)
+
     def drop_all(self) -> None:
         with self.engine.connect() as connection:
             for name in reversed(self.created):
@@ -111,12 +111,16 @@ def postgres_databases() -> Iterator[PostgresDatabases | None]:
 
 
 @pytest.fixture
-def postgres_url(postgres_databases: PostgresDatabases | None) -> str:
-    """A fresh, migrated PostgreSQL database for this test."""
+def postgres_url(postgres_databases: PostgresDatabases | None) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test, dropped when it ends."""
     if postgres_databases is None:
         missing_service(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
     assert postgres_databases is not None
-    return postgres_databases.new()
+    url = postgres_databases.new()
+    yield url
+    # Each test drops its own: every DROP DATABASE checkpoints, and hundreds of them left for
+    # the end of the run outlast the last test's timeout on a busy machine.
+    postgres_databases.drop(url)
 
 
 @pytest.fixture(scope="session")
@@ -145,49 +149,6 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 # Redis ----------------------------------------------------------------------------------------
-
-
-class RedisDatabase:
-    """A logical database of the test Redis claimed for this run (never 0: other runs and
-    tools share the server), so parallel runs do not see each other's keys. Only the keys
-    Keyturn writes (`keyturn:*`) are ever deleted; the server is never flushed."""
-
-    CLAIM_KEY = "keyturn-test:claim"
-
-    def __init__(self, base_url: str) -> None:
-        import redis
-
-        self.client: Any = None
-        self.url = ""
-        token = secrets.token_hex(8)
-        for number in range(1, 16):
-            url = _redis_url_with_db(base_url, number)
-            client = redis.Redis.from_url(url, socket_connect_timeout=1)
-            if client.set(self.CLAIM_KEY, token, nx=True, ex=3600):
-                self.client, self.url = client, url
-                return
-            client.close()
-        raise RuntimeError("every logical Redis database 1-15 is claimed by another test run")
-
-    def keyturn_keys(self) -> list[str]:
-        return sorted(key.decode() for key in self.client.scan_iter(match="keyturn:*", count=1000))
-
-    def delete_keyturn_keys(self) -> None:
-        keys = list(self.client.scan_iter(match="keyturn:*", count=1000))
-        for start in range(0, len(keys), 1000):
-            self.client.delete(*keys[start : start + 1000])
-
-    def release(self) -> None:
-        self.delete_keyturn_keys()
-        self.client.delete(self.CLAIM_KEY)
-        self.client.close()
-
-
-def _redis_url_with_db(base_url: str, number: int) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(base_url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{number}", parts.query, ""))
 
 
 @pytest.fixture(scope="session")
@@ -220,8 +181,6 @@ def redis_url(redis_database: RedisDatabase) -> str:
 
 # Settings and the API -------------------------------------------------------------------------
 
-SettingsFactory = Callable[..., Settings]
-
 
 @pytest.fixture
 def make_settings(database_url: str) -> SettingsFactory:
@@ -242,9 +201,6 @@ def make_settings(database_url: str) -> SettingsFactory:
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
     return make
-
-
-ApiFactory = Callable[..., Any]
 
 
 @pytest.fixture

@@ -6,17 +6,17 @@ Playwright drives Debian's /usr/bin/chromium; its own browser downloads are neve
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import missing_service
-from tests.system.processes import KeyturnServer, keyturn_environment
+from tests.support.environment import missing_service
+from tests.support.processes import KeyturnServer, ServerFactory, keyturn_environment
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ViewportSize
+    from playwright.sync_api import Browser
 
 CHROMIUM = os.environ.get("KEYTURN_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -29,11 +29,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-DESKTOP: ViewportSize = {"width": 1280, "height": 800}
-PHONE: ViewportSize = {"width": 390, "height": 844}
-
-ServerFactory = Callable[..., KeyturnServer]
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS
-from tests.support import DEFAULT_PASSWORD
-from tests.system.processes import KeyturnServer
+from tests.support.api import DEFAULT_PASSWORD
+from tests.support.browser import DESKTOP, PHONE, SCREENSHOTS
+from tests.support.processes import KeyturnServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Request, Route

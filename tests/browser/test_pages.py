@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS, ServerFactory
-from tests.support import DEFAULT_PASSWORD
-from tests.system.processes import KeyturnServer
+from tests.support.api import DEFAULT_PASSWORD
+from tests.support.browser import DESKTOP, PHONE, SCREENSHOTS
+from tests.support.processes import KeyturnServer, ServerFactory
 
 if TYPE_CHECKING:
     from playwright.sync_api import (

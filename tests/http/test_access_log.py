@@ -13,8 +13,8 @@ import pytest
 
 from keyturn.clock import FrozenClock
 from keyturn.observability.logging import JsonFormatter, RedactionFilter
-from tests.conftest import TEST_CLIENT_ADDRESS, ApiFactory
-from tests.support import DEFAULT_PASSWORD, bearer, login, refresh
+from tests.support.api import DEFAULT_PASSWORD, bearer, login, refresh
+from tests.support.environment import TEST_CLIENT_ADDRESS, ApiFactory
 
 
 class JsonLog:

@@ -10,8 +10,8 @@ from sqlalchemy import create_engine, insert, select
 
 from keyturn.storage.db import normalize_database_url
 from keyturn.storage.models import users
-from tests.conftest import ApiFactory
-from tests.support import DEFAULT_PASSWORD, bearer, error_of, login, register
+from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, login, register
+from tests.support.environment import ApiFactory
 
 
 async def test_duplicate_email_and_username_are_409_case_insensitively(
@@ -77,20 +77,6 @@ async def test_wrong_password_and_unknown_account_get_the_same_answer(
     assert error_of(wrong) == error_of(unknown) == (401, "invalid_credentials")
     assert wrong.json() == unknown.json()
     assert "www-authenticate" not in wrong.headers or wrong.headers == unknown.headers
-
-
-async def test_login_is_locked_after_max_failures_even_with_the_right_password(make_api) -> None:
-    api = await make_api(login_max_failures=3)
-    await register(api)
-    for _ in range(3):
-        await api.post(
-            "/api/auth/login", json={"email": "ada@example.com", "password": "wrong password"}
-        )
-    locked = await api.post(
-        "/api/auth/login", json={"email": "ada@example.com", "password": DEFAULT_PASSWORD}
-    )
-    assert error_of(locked) == (429, "too_many_requests")
-    assert int(locked.headers["retry-after"]) > 0
 
 
 async def test_no_password_or_hash_in_any_response(api: httpx.AsyncClient) -> None:

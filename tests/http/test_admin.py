@@ -14,8 +14,8 @@ import pytest
 
 from keyturn.cli.main import main as keyturn_cli
 from keyturn.clock import FrozenClock
-from tests.conftest import ApiFactory
-from tests.support import DEFAULT_PASSWORD, Login, bearer, error_of, login, refresh, register
+from tests.support.api import DEFAULT_PASSWORD, Login, bearer, error_of, login, refresh, register
+from tests.support.environment import ApiFactory
 
 AdminFactory = Callable[..., Login]
 

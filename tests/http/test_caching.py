@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.support import bearer, login, refresh
+from tests.support.api import bearer, login, refresh
 
 
 async def test_answers_about_the_caller_are_never_stored(api: httpx.AsyncClient) -> None:

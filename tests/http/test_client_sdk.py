@@ -22,8 +22,8 @@ from keyturn.client import (
     Tokens,
 )
 from keyturn.clock import FrozenClock
-from tests.conftest import TEST_CLIENT_ADDRESS, TEST_ISSUER
-from tests.support import DEFAULT_PASSWORD, register
+from tests.support.api import DEFAULT_PASSWORD, register
+from tests.support.environment import TEST_CLIENT_ADDRESS, TEST_ISSUER
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):

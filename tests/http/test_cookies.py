@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 
 from keyturn.clock import FrozenClock
-from tests.conftest import TEST_CLIENT_ADDRESS, ApiFactory
-from tests.support import DEFAULT_PASSWORD, bearer, error_of, login, register
+from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, login, register
+from tests.support.environment import TEST_CLIENT_ADDRESS, ApiFactory
 
 COOKIE_MODE = {"X-Auth-Mode": "cookie"}
 

@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import event
 
 from keyturn.http.app import create_app
-from tests.support import bearer, login
+from tests.support.api import bearer, login
 
 
 async def test_repeated_me_runs_no_sql(api: httpx.AsyncClient) -> None:

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request, Response
 
 from keyturn.http.app import HOT_ENDPOINTS
 from keyturn.http.hot_routes import hot_routes_of
-from tests.http.test_observability import metric, scrape
-from tests.support import bearer, error_of, login
+from tests.support.api import bearer, error_of, login
+from tests.support.metrics import metric, scrape
 
 
 async def test_each_hot_route_is_counted_under_its_template(api: httpx.AsyncClient) -> None:
@@ -54,7 +54,7 @@ async def test_an_unexpected_error_is_a_500_with_the_request_id(
     def broken(_token: str) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(services.auth, "authenticate", broken)
+    monkeypatch.setattr(services.access, "authenticate", broken)
     # The framework answers 500, then re-raises for the server's log: keep the answer.
     transport = httpx.ASGITransport(app=api.app, raise_app_exceptions=False)  # type: ignore[attr-defined]
     async with httpx.AsyncClient(transport=transport, base_url=str(api.base_url)) as client:

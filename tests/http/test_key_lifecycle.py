@@ -13,8 +13,8 @@ import jwt
 import pytest
 
 from keyturn.clock import FrozenClock
-from tests.conftest import TEST_ISSUER, ApiFactory, RedisDatabase
-from tests.support import Login, bearer, login
+from tests.support.api import Login, bearer, login
+from tests.support.environment import TEST_ISSUER, ApiFactory, RedisDatabase
 
 ACCESS_TTL = 900
 SKEW = 30
@@ -141,7 +141,7 @@ async def test_revoked_key_is_refused_at_once_on_every_instance(
 
     services = services_of(first)
     services.keyring.revoke(kid, revocation=services.revocation)
-    services_of(second).revocation.sync_now()  # one poll of the feed
+    services_of(second).feed.sync_now()  # one poll of the feed
 
     for api in (first, second):
         assert await me(api, tokens.access_token) == (401, "invalid_token")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from tests.conftest import TEST_ISSUER
-from tests.support import bearer, login
+from tests.support.api import bearer, login
+from tests.support.environment import TEST_ISSUER
 
 
 @pytest.mark.parametrize("algorithm", ["EdDSA", "ES256", "RS256"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support import bearer, login
+from tests.support.api import bearer, login
 
 ROUTES = ["/api/auth/register", "/api/auth/login", "/api/auth/refresh", "/api/auth/logout"]
 BODIES: list[tuple[str, bytes, str]] = [

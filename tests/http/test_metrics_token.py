@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ApiFactory
-from tests.support import bearer, error_of
+from tests.support.api import bearer, error_of
+from tests.support.environment import ApiFactory
 
 METRICS_TOKEN = "scrape-me-if-you-know-this-9f2c"
 

@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from keyturn.clock import FrozenClock
-from tests.support import DEFAULT_PASSWORD, bearer, error_of, login, register
+from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, login, register
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 

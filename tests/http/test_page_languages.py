@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from tests.support import DEFAULT_PASSWORD, register
+from tests.support.api import DEFAULT_PASSWORD, register
 
 PAGES = ["/login", "/register", "/forgot-password", "/reset-password", "/verify-email"]
 KOREAN = "ko-KR,ko;q=0.9,en-US;q=0.8,en;q=0.7"

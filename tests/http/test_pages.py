@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from tests.support import DEFAULT_PASSWORD, register
+from tests.support.api import DEFAULT_PASSWORD, register
 
 PAGE_PATHS = ["/login", "/register"]
 

@@ -18,8 +18,8 @@ import pytest
 
 from keyturn.cli.main import main as keyturn_cli
 from keyturn.clock import FrozenClock
-from tests.conftest import TEST_CLIENT_ADDRESS, ApiFactory, RedisDatabase
-from tests.support import DEFAULT_PASSWORD, bearer, error_of, login, refresh, register
+from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, login, refresh, register
+from tests.support.environment import TEST_CLIENT_ADDRESS, ApiFactory, RedisDatabase
 
 PROXY = TEST_CLIENT_ADDRESS[0]  # the test client's socket address, trusted as a proxy below
 WRONG_PASSWORD = "not the right passphrase"
@@ -68,6 +68,20 @@ async def test_failed_logins_lock_the_account_even_for_the_right_password(
     assert_locked(right, window=900)
     other = await login(api, "bob@example.com")  # other accounts are not affected
     assert other.access_token
+
+
+async def test_login_is_locked_after_max_failures_even_with_the_right_password(make_api) -> None:
+    api = await make_api(login_max_failures=3)
+    await register(api)
+    for _ in range(3):
+        await api.post(
+            "/api/auth/login", json={"email": "ada@example.com", "password": "wrong password"}
+        )
+    locked = await api.post(
+        "/api/auth/login", json={"email": "ada@example.com", "password": DEFAULT_PASSWORD}
+    )
+    assert error_of(locked) == (429, "too_many_requests")
+    assert int(locked.headers["retry-after"]) > 0
 
 
 async def test_failed_logins_lock_the_address_for_every_account(

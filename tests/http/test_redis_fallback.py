@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.conftest import ApiFactory
-from tests.support import bearer, error_of, login, refresh
-from tests.system.processes import free_port
+from tests.support.api import bearer, error_of, login, refresh
+from tests.support.environment import ApiFactory
+from tests.support.processes import free_port
 
 
 async def test_unreachable_redis_is_named_by_readyz_and_requests_go_on(

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 
 from keyturn.clock import FrozenClock
-from tests.support import bearer, error_of, login, refresh
+from tests.support.api import bearer, error_of, login, refresh
 
 
 async def test_every_refresh_rotates_the_token(api: httpx.AsyncClient) -> None:

@@ -17,8 +17,8 @@ from sqlalchemy import insert, select
 from keyturn.core.sealing import Sealer, SealingError, new_sealing_key
 from keyturn.storage.db import Database
 from keyturn.storage.models import server_secrets, signing_keys
-from tests.conftest import ApiFactory
-from tests.support import bearer, login
+from tests.support.api import bearer, login
+from tests.support.environment import ApiFactory
 
 
 def services_of(api: httpx.AsyncClient) -> Any:

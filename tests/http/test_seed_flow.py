@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from keyturn.clock import FrozenClock
-from tests.support import bearer, error_of, login, refresh, register
+from tests.support.api import bearer, error_of, login, refresh, register
 
 
 async def test_register_login_me_refresh_logout(api: httpx.AsyncClient) -> None:

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from keyturn.clock import FrozenClock
-from tests.conftest import ApiFactory, RedisDatabase
-from tests.support import DEFAULT_PASSWORD, Login, bearer, error_of, login, refresh
+from tests.support.api import DEFAULT_PASSWORD, Login, bearer, error_of, login, refresh
+from tests.support.environment import ApiFactory, RedisDatabase
 
 NEW_PASSWORD = "a much better passphrase"
 

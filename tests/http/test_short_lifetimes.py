@@ -6,8 +6,9 @@ import pytest
 
 from keyturn.clock import FrozenClock
 from keyturn.config import Settings
-from tests.conftest import ApiFactory
-from tests.support import error_of, login, refresh
+from keyturn.core.sealing import new_sealing_key
+from tests.support.api import error_of, login, refresh
+from tests.support.environment import ApiFactory
 
 
 def test_development_reads_five_second_lifetimes_from_the_environment(
@@ -42,7 +43,13 @@ async def test_a_five_second_refresh_token_expires_after_five_seconds(
 
 def test_production_keeps_a_floor_in_one_sentence() -> None:
     settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, env="production", refresh_ttl_seconds=5, session_ttl_seconds=30
+        _env_file=None,
+        env="production",
+        refresh_ttl_seconds=5,
+        session_ttl_seconds=30,
+        secrets_key=new_sealing_key(),
+        smtp_url="smtps://keyturn:secret@smtp.example.com:465",
+        mail_from="Keyturn <no-reply@example.com>",
     )
     problems = settings.production_problems()
     assert len(problems) == 1

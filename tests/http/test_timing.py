@@ -8,8 +8,8 @@ import time
 
 import httpx
 
-from tests.conftest import ApiFactory
-from tests.support import register
+from tests.support.api import register
+from tests.support.environment import ApiFactory
 
 SAMPLES = 41
 # Heavy enough that the hash dominates a login (as it does with production parameters):

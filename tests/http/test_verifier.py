@@ -17,8 +17,8 @@ from keyturn.core.tokens import mint_access_token
 from keyturn.errors import ServiceUnavailableError
 from keyturn.verify import AccessClaims, InvalidTokenError, JwksCache, TokenExpiredError, Verifier
 from keyturn.verify.deps import KeyturnBearer, install_error_handler
-from tests.conftest import TEST_ISSUER, ApiFactory
-from tests.support import bearer, login
+from tests.support.api import bearer, login
+from tests.support.environment import TEST_ISSUER, ApiFactory
 
 
 class Ticker:

@@ -22,8 +22,7 @@ from keyturn.mail.sender import Mailer, MailSender
 from keyturn.mail.transports import DEVELOPMENT_MAIL_DIR, FileTransport, SmtpTransport
 from keyturn.storage.db import Database
 from keyturn.storage.models import audit_events, mail_outbox
-
-from .smtp_server import PASSWORD, USER, SmtpServer, free_port, self_signed_certificate
+from tests.support.smtp import PASSWORD, USER, SmtpServer, free_port, self_signed_certificate
 
 # aiosmtpd itself (the test server, in its own thread) touches its own deprecated attribute
 # during AUTH, and warns when AUTH is offered without TLS, which the plain-SMTP test wants.

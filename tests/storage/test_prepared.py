@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
-from tests.storage.rows import NOW, open_session
+from tests.support.rows import NOW, open_session
 
 
 @pytest.fixture

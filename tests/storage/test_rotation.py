@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
 from keyturn.storage.models import refresh_tokens
-from tests.storage.rows import NOW, open_session
+from tests.support.rows import NOW, open_session
 
 LATER = NOW + timedelta(minutes=5)
 NEW_IDLE_EXPIRY = LATER + timedelta(days=7)

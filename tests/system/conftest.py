@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from keyturn.storage.db import normalize_database_url
-from tests.conftest import missing_service
-from tests.system.instances import REDIS_SERVER, RedisServer, TcpProxy
-from tests.system.processes import KeyturnServer, keyturn_environment
-
-ServerFactory = Callable[..., KeyturnServer]
+from tests.support.environment import missing_service
+from tests.support.instances import REDIS_SERVER, RedisServer, TcpProxy
+from tests.support.processes import KeyturnServer, ServerFactory, keyturn_environment
 
 
 @pytest.fixture

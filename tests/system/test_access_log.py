@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from tests.support import DEFAULT_PASSWORD
-from tests.system.conftest import ServerFactory
+from tests.support.api import DEFAULT_PASSWORD
+from tests.support.processes import ServerFactory
 
 pytestmark = pytest.mark.system
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.processes import free_port, keyturn_environment, run_cli
+from tests.support.processes import free_port, keyturn_environment, run_cli
 
 pytestmark = pytest.mark.system
 

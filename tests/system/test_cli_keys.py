@@ -15,9 +15,8 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from tests.support import DEFAULT_PASSWORD, bearer
-from tests.system.conftest import ServerFactory
-from tests.system.processes import free_port, keyturn_environment, run_cli
+from tests.support.api import DEFAULT_PASSWORD, bearer
+from tests.support.processes import ServerFactory, free_port, keyturn_environment, run_cli
 
 pytestmark = pytest.mark.system
 
@@ -178,5 +177,10 @@ def test_production_without_a_sealing_key_refuses_to_start(
 
     assert "KEYTURN_SECRETS_KEY" in one_line_error(result)
     assert not (tmp_path / ".keyturn" / "secrets.key").exists()
-    server = make_server(**production, KEYTURN_SECRETS_KEY=Fernet.generate_key().decode())
+    server = make_server(
+        **production,
+        KEYTURN_SECRETS_KEY=Fernet.generate_key().decode(),
+        KEYTURN_SMTP_URL="smtp://127.0.0.1:2525",
+        KEYTURN_MAIL_FROM="Keyturn <no-reply@example.com>",
+    )
     assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200

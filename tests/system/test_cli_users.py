@@ -9,10 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import RedisDatabase
-from tests.support import DEFAULT_PASSWORD, bearer
-from tests.system.conftest import ServerFactory
-from tests.system.processes import keyturn_environment, run_cli
+from tests.support.api import DEFAULT_PASSWORD, bearer
+from tests.support.environment import RedisDatabase
+from tests.support.processes import ServerFactory, keyturn_environment, run_cli
 
 pytestmark = pytest.mark.system
 

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.conftest import RedisDatabase
-from tests.support import DEFAULT_PASSWORD, bearer
-from tests.system.conftest import ServerFactory
+from tests.support.api import DEFAULT_PASSWORD, bearer
+from tests.support.environment import RedisDatabase
+from tests.support.processes import ServerFactory
 
 pytestmark = pytest.mark.system
 

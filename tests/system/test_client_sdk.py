@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from keyturn.client import FileTokenStore, KeyturnAuth
-from tests.support import DEFAULT_PASSWORD
-from tests.system.conftest import ServerFactory
+from tests.support.api import DEFAULT_PASSWORD
+from tests.support.processes import ServerFactory
 
 pytestmark = pytest.mark.system
 

@@ -9,8 +9,6 @@ address counter is its own.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import threading
 import time
@@ -20,10 +18,19 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import RedisDatabase
-from tests.support import DEFAULT_PASSWORD
-from tests.system.conftest import ServerFactory
-from tests.system.instances import Caller, HttpxCaller, Reply, connections_to_each_worker
+from tests.support.api import DEFAULT_PASSWORD, bearer
+from tests.support.environment import RedisDatabase
+from tests.support.instances import (
+    Caller,
+    HttpxCaller,
+    Reply,
+    connections_to_each_worker,
+    log_in,
+    new_user,
+    refused_within,
+    session_id_of,
+)
+from tests.support.processes import ServerFactory
 
 pytestmark = pytest.mark.system
 
@@ -35,45 +42,6 @@ COMMON = {
     "KEYTURN_REFRESH_REUSE_GRACE_SECONDS": "0",
     "KEYTURN_ISSUER": "http://auth.keyturn.test",  # one deployment, one issuer
 }
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def session_id_of(access_token: str) -> str:
-    payload = access_token.split(".")[1]
-    sid: str = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sid"]
-    return sid
-
-
-def log_in(caller: Caller, email: str, password: str = DEFAULT_PASSWORD, ip: str = "") -> Reply:
-    headers = {"X-Forwarded-For": ip} if ip else {}
-    return caller.call(
-        "POST", "/api/auth/login", json_body={"email": email, "password": password}, headers=headers
-    )
-
-
-def new_user(caller: Caller, email: str) -> dict[str, str]:
-    created = caller.call(
-        "POST", "/api/auth/register", json_body={"email": email, "password": DEFAULT_PASSWORD}
-    )
-    assert created.status == 201, created.body
-    tokens = log_in(caller, email)
-    assert tokens.status == 200, tokens.body
-    return tokens.body
-
-
-def refused_within(caller: Caller, access_token: str, *, seconds: float) -> float:
-    started = time.monotonic()
-    while True:
-        me = caller.call("GET", "/api/auth/me", headers=bearer(access_token))
-        elapsed = time.monotonic() - started
-        if me.error == (401, "invalid_token"):
-            return elapsed
-        assert me.status == 200, me.body
-        assert elapsed < seconds, f"{caller.name} still accepts the token after {elapsed:.2f} s"
-        time.sleep(0.02)
 
 
 def check_login_on_a_works_on_b(a: Caller, b: Caller) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import DEFAULT_PASSWORD, bearer
-from tests.system.conftest import ServerFactory
+from tests.support.api import DEFAULT_PASSWORD, bearer
+from tests.support.processes import ServerFactory
 
 pytestmark = pytest.mark.system
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.processes import keyturn_environment, run_cli
+from tests.support.processes import keyturn_environment, run_cli
 
 pytestmark = pytest.mark.system
 

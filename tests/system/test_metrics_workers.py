@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from tests.system.conftest import ServerFactory
+from tests.support.processes import ServerFactory
 
 pytestmark = pytest.mark.system
 

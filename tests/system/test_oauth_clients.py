@@ -10,8 +10,8 @@ import authlib.deprecate
 import httpx
 import pytest
 
-from tests.support import DEFAULT_PASSWORD, bearer
-from tests.system.conftest import ServerFactory
+from tests.support.api import DEFAULT_PASSWORD, bearer
+from tests.support.processes import ServerFactory
 
 with warnings.catch_warnings():
     # Authlib prefers the httpx2 fork and warns when it falls back to httpx.

@@ -13,10 +13,18 @@ from typing import Any
 
 import pytest
 
-from tests.support import DEFAULT_PASSWORD
-from tests.system.conftest import ServerFactory
-from tests.system.instances import HttpxCaller, RedisServer, Reply, TcpProxy
-from tests.system.test_instances import bearer, log_in, new_user, refused_within, session_id_of
+from tests.support.api import DEFAULT_PASSWORD, bearer
+from tests.support.instances import (
+    HttpxCaller,
+    RedisServer,
+    Reply,
+    TcpProxy,
+    log_in,
+    new_user,
+    refused_within,
+    session_id_of,
+)
+from tests.support.processes import ServerFactory
 
 pytestmark = [pytest.mark.system, pytest.mark.postgres, pytest.mark.redis]
 

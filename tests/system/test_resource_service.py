@@ -11,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import DEFAULT_PASSWORD, bearer
-from tests.system.conftest import ServerFactory
-from tests.system.processes import free_port, keyturn_environment
+from tests.support.api import DEFAULT_PASSWORD, bearer
+from tests.support.processes import ServerFactory, free_port, keyturn_environment
 
 pytestmark = pytest.mark.system
 

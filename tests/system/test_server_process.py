@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import DEFAULT_PASSWORD, bearer
-from tests.system.processes import KeyturnServer, keyturn_environment, run_cli
+from tests.support.api import DEFAULT_PASSWORD, bearer
+from tests.support.processes import KeyturnServer, keyturn_environment, run_cli
 
 pytestmark = pytest.mark.system
 

@@ -1,4 +1,5 @@
-"""Sessions: one per login, the `sid` of its access tokens, bounded by idle and absolute ages."""
+"""Sessions: one per login, the `sid` of its access tokens, bounded by idle and absolute ages;
+the user a session belongs to, and the revocations that end sessions and tokens."""
 
 from __future__ import annotations
 
@@ -59,3 +60,32 @@ def session_state(session: Session, *, now: datetime) -> SessionState:
 def next_idle_expiry(*, now: datetime, idle: timedelta, absolute_expires_at: datetime) -> datetime:
     """A refresh extends the session by its idle lifetime, never past its absolute end."""
     return min(now + idle, absolute_expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: str
+    email: str
+    username: str | None
+    password_hash: str
+    roles: tuple[str, ...]
+    disabled_at: datetime | None
+    created_at: datetime
+
+    @property
+    def is_disabled(self) -> bool:
+        return self.disabled_at is not None
+
+
+KIND_SESSION = "session"
+KIND_TOKEN = "token"
+KIND_USER = "user"  # the user changed: caches of that user are stale
+KIND_KEY = "key"  # a signing key was revoked: it verifies nothing any more
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    id: int
+    kind: str
+    subject: str
+    expires_at: datetime

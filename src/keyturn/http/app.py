@@ -18,9 +18,9 @@ from keyturn.http.hot_routes import HotRoutes, hot_routes_of
 from keyturn.http.middleware import RequestEnvelope
 from keyturn.http.problems import install_problem_handlers
 from keyturn.http.routes import admin, audit, auth, discovery, health, languages, metrics, oauth
+from keyturn.http.routes.pages import install_web
 from keyturn.observability.metrics import RequestObserver
 from keyturn.services.container import Services, build_services
-from keyturn.web.routes import install_web
 
 DESCRIPTION = """
 Keyturn issues short-lived JWT access tokens and rotating refresh tokens.

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from keyturn import wire
 from keyturn.config import Settings
-from keyturn.services.auth import IssuedTokens
+from keyturn.services.issuing import IssuedTokens
 
 _COOKIE_VALUE_LIMIT = 8192
 

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from keyturn import errors, wire
+from keyturn.core.context import RequestContext
 from keyturn.core.tokens import AccessClaims
 from keyturn.http import cookies
 from keyturn.http.client_ip import client_ip
@@ -17,7 +18,6 @@ from keyturn.http.middleware import BODY_SCOPE_KEY
 from keyturn.http.problems import NOT_JSON_MESSAGE, is_json_media_type
 from keyturn.http.schemas import Problem
 from keyturn.services.container import Services
-from keyturn.services.context import RequestContext
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -123,7 +123,7 @@ def claims_of(request: Request, services: Services) -> AccessClaims:
     token = bearer_token(request)
     if token is None:
         return cookie_claims(request, services)
-    return services.auth.authenticate(token)
+    return services.access.authenticate(token)
 
 
 def cookie_claims(request: Request, services: Services) -> AccessClaims:
@@ -131,7 +131,7 @@ def cookie_claims(request: Request, services: Services) -> AccessClaims:
     token = cookies.access_cookie(request)
     if token is None:
         raise errors.MissingTokenError()
-    claims = services.auth.authenticate(token)
+    claims = services.access.authenticate(token)
     if request.method not in SAFE_METHODS:
         check_csrf(request, session_id=claims.session_id)
     request.state.authenticated_by_cookie = True

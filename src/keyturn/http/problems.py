@@ -147,8 +147,8 @@ def wants_html_page(request: Request) -> bool:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     if exc.status_code == 404 and wants_html_page(request):
-        # Imported here: the pages import this package's modules, not the other way round.
-        from keyturn.web.routes import not_found_page
+        # Imported here: the pages import this module (through http.deps), not the other way.
+        from keyturn.http.routes.pages import not_found_page
 
         return not_found_page(request)
     code = _STATUS_CODES.get(exc.status_code, wire.INVALID_REQUEST)

@@ -9,9 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from keyturn.core.sessions import Session
-from keyturn.storage.audit import AuditEvent
-from keyturn.storage.users import UserRecord
+from keyturn.core.audit import AuditEvent
+from keyturn.core.sessions import Session, UserRecord
 
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 

@@ -9,13 +9,14 @@ from email_validator import EmailNotValidError, validate_email
 
 from keyturn import errors, wire
 from keyturn.clock import Clock
+from keyturn.core.context import NO_CONTEXT, RequestContext
 from keyturn.core.passwords import PasswordHashing, password_problems
+from keyturn.core.sessions import UserRecord
+from keyturn.ratelimit.limits import ClientLimits
 from keyturn.services.audit import AuditTrail
-from keyturn.services.context import NO_CONTEXT, RequestContext
-from keyturn.services.limits import ClientLimits
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
-from keyturn.storage.users import DuplicateUserError, UserRecord
+from keyturn.storage.users import DuplicateUserError
 
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{2,31}")
 KNOWN_ROLES = frozenset({wire.ROLE_USER, wire.ROLE_ADMIN})

@@ -10,22 +10,22 @@ from sqlalchemy.engine import Connection
 from keyturn import errors, wire
 from keyturn.clock import Clock
 from keyturn.config import Settings
+from keyturn.core.audit import AuditEvent
+from keyturn.core.context import NO_CONTEXT, RequestContext
 from keyturn.core.passwords import PasswordHashing
-from keyturn.services.accounts import check_password, check_roles
-from keyturn.services.audit import AuditTrail
-from keyturn.services.context import NO_CONTEXT, RequestContext
-from keyturn.services.limits import (
+from keyturn.core.sessions import UserRecord
+from keyturn.ratelimit.limits import (
     KNOWN_ADDRESS_AGE,
     known_address_account_key,
     login_account_key,
 )
-from keyturn.services.revocation import RevocationService
-from keyturn.state.protocols import RateLimiter
+from keyturn.ratelimit.protocol import RateLimiter
+from keyturn.revocation.service import RevocationService
+from keyturn.services.accounts import check_password, check_roles
+from keyturn.services.audit import AuditTrail
 from keyturn.storage import audit as audit_store
 from keyturn.storage import users as user_store
-from keyturn.storage.audit import AuditEvent
 from keyturn.storage.db import Database
-from keyturn.storage.users import UserRecord
 
 MAX_PAGE_SIZE = 200
 

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from keyturn.clock import Clock
+from keyturn.core.context import RequestContext
 from keyturn.observability import metrics
-from keyturn.services.context import RequestContext
 from keyturn.storage import audit as audit_store
 
 logger = logging.getLogger("keyturn.security")

@@ -11,28 +11,37 @@ from anyio import to_thread
 
 from keyturn.clock import Clock, SystemClock
 from keyturn.config import Settings
+from keyturn.core.cache import BoundedTtlCache
 from keyturn.core.passwords import Argon2Parameters, PasswordHashing
 from keyturn.core.sealing import Sealer
+from keyturn.core.sessions import UserRecord
 from keyturn.mail.sender import Mailer, MailSender
 from keyturn.mail.transports import DEVELOPMENT_MAIL_DIR, FileTransport, SmtpTransport, Transport
+from keyturn.ratelimit.database import DatabaseRateLimiter
+from keyturn.ratelimit.limits import ClientLimits
+from keyturn.ratelimit.memory import MemoryRateLimiter
+from keyturn.ratelimit.protocol import RateLimiter
+from keyturn.ratelimit.redis import RedisRateLimiter
+from keyturn.revocation.channel import RevocationChannel
+from keyturn.revocation.feed import RevocationFeed
+from keyturn.revocation.list import RevocationList
+from keyturn.revocation.service import RevocationService
+from keyturn.services.access import AccessService
 from keyturn.services.accounts import AccountService
 from keyturn.services.admin import AdminService
 from keyturn.services.audit import AuditTrail
-from keyturn.services.auth import AuthService
 from keyturn.services.browser import BrowserService
 from keyturn.services.hashing import HashingGate
+from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
-from keyturn.services.limits import ClientLimits
-from keyturn.services.revocation import RevocationService
+from keyturn.services.login import LoginService, LoginThrottle
+from keyturn.services.rotation import RotationService
 from keyturn.services.sealing import development_key_in_use, load_sealer, seal_stored_secrets
+from keyturn.services.sessions import SessionService
 from keyturn.services.upkeep import Upkeep
-from keyturn.state.database import DatabaseRateLimiter
-from keyturn.state.memory import BoundedTtlCache, MemoryRateLimiter, RevocationList
-from keyturn.state.protocols import RateLimiter
-from keyturn.state.redis import RedisLink, RedisRateLimiter, RevocationChannel
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
-from keyturn.storage.users import UserRecord
+from keyturn.storage.redis import RedisLink
 
 logger = logging.getLogger("keyturn.sealing")
 
@@ -44,9 +53,14 @@ class Services:
     database: Database
     keyring: KeyringService
     accounts: AccountService
-    auth: AuthService
+    access: AccessService
+    issuing: IssuingService
+    login: LoginService
+    rotation: RotationService
+    sessions: SessionService
     admin: AdminService
     revocation: RevocationService
+    feed: RevocationFeed
     limiter: RateLimiter
     upkeep: Upkeep
     browser: BrowserService
@@ -64,7 +78,7 @@ class Services:
             await to_thread.run_sync(upgrade_database, self.database)
             await to_thread.run_sync(seal_stored_secrets, self.database, self.sealer)
             await to_thread.run_sync(self.keyring.ensure_signing_key)
-            await to_thread.run_sync(self.revocation.sync_now)
+            await to_thread.run_sync(self.feed.sync_now)
             await to_thread.run_sync(self.browser.load_key)
         except BaseException:
             self.database.dispose()  # a start that fails (keys it cannot unseal) leaks nothing
@@ -128,6 +142,7 @@ def build_services(
     revocation = RevocationService(
         settings, database, clock, revocations=RevocationList(), user_cache=user_cache
     )
+    feed = RevocationFeed(database, clock, revocation=revocation)
     sealer = load_sealer(settings)
     keyring = KeyringService(settings, database, clock, sealer=sealer)
     # Login failures and registrations are counted where every instance sees them: Redis,
@@ -145,26 +160,42 @@ def build_services(
         extra_probes["redis"] = link.ping
     client_limits = ClientLimits(settings, shared=limiter, fast=fast_limiter)
     mail_sender = MailSender(settings, database, clock, transport=mail_transport(settings))
-    auth = AuthService(
-        settings,
-        database,
-        clock,
-        keyring=keyring,
-        hashing=hashing,
-        limiter=limiter,
-        revocation=revocation,
-        audit=audit,
-        user_cache=user_cache,
-        client_limits=client_limits,
+    access = AccessService(
+        settings, database, clock, keyring=keyring, revocation=revocation, user_cache=user_cache
     )
-    revocation.key_listeners.append(auth.forget_key)
+    issuing = IssuingService(
+        settings, clock, keyring=keyring, revocation=revocation, audit=audit, user_cache=user_cache
+    )
+    throttle = LoginThrottle(settings, database, clock, limiter=limiter, audit=audit)
+    revocation.key_listeners.append(access.forget_key)
     return Services(
         settings=settings,
         clock=clock,
         database=database,
         keyring=keyring,
         accounts=AccountService(database, hashing, audit, clock, client_limits=client_limits),
-        auth=auth,
+        access=access,
+        issuing=issuing,
+        login=LoginService(
+            database, hashing=hashing, throttle=throttle, audit=audit, issuing=issuing
+        ),
+        rotation=RotationService(
+            settings,
+            clock,
+            revocation=revocation,
+            audit=audit,
+            issuing=issuing,
+            client_limits=client_limits,
+        ),
+        sessions=SessionService(
+            database,
+            clock,
+            hashing=hashing,
+            revocation=revocation,
+            audit=audit,
+            access=access,
+            throttle=throttle,
+        ),
         admin=AdminService(
             database,
             clock,
@@ -175,14 +206,15 @@ def build_services(
             settings=settings,
         ),
         revocation=revocation,
+        feed=feed,
         limiter=limiter,
         upkeep=Upkeep(
             settings,
             database,
             clock,
             revocation=revocation,
+            feed=feed,
             keyring=keyring,
-            auth=auth,
             channel=channel,
             mail=mail_sender,
         ),

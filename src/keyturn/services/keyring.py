@@ -19,11 +19,11 @@ from keyturn.core.keys import (
     normalize_private_key_pem,
 )
 from keyturn.core.sealing import Sealer
+from keyturn.core.sessions import KIND_KEY
 from keyturn.core.tokens import CLOCK_SKEW_SECONDS
-from keyturn.services.revocation import RevocationService
+from keyturn.revocation.service import RevocationService
 from keyturn.storage import keys as key_store
 from keyturn.storage.db import Database
-from keyturn.storage.revocations import KIND_KEY
 
 # A rotated-in key is published this long before it signs, so every instance knows it first.
 KEY_ACTIVATION_DELAY = timedelta(seconds=10)
@@ -54,6 +54,7 @@ class KeyringService:
         self._clock = clock
         self._sealer = sealer
         self._ring = KeyRing([])
+        self._reload_wanted = False
         # Keys revoked by the feed stay out of every ring loaded after, even one read from a
         # snapshot taken just before the revocation committed.
         self._revoked: dict[str, datetime] = {}
@@ -158,6 +159,15 @@ class KeyringService:
             )
         self.reload()
         return kid
+
+    def request_reload(self) -> None:
+        """A token named a key this ring lacks (another instance rotated): reload soon."""
+        self._reload_wanted = True
+
+    def take_reload_request(self) -> bool:
+        """Whether a reload was requested, clearing the request: the caller reloads."""
+        wanted, self._reload_wanted = self._reload_wanted, False
+        return wanted
 
     def revoke(self, kid: str, *, revocation: RevocationService) -> str | None:
         """Stop `kid` signing and verifying at once, here and (through the revocation feed)

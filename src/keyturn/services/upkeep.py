@@ -19,14 +19,15 @@ from keyturn.clock import Clock
 from keyturn.config import Settings
 from keyturn.errors import ServiceUnavailableError
 from keyturn.mail.sender import MailSender
-from keyturn.services.auth import AuthService
+from keyturn.revocation.channel import RevocationChannel
+from keyturn.revocation.feed import RevocationFeed
+from keyturn.revocation.service import RevocationService
 from keyturn.services.keyring import KeyringService
-from keyturn.services.revocation import RevocationService
-from keyturn.state.redis import RETRY_PAUSE_SECONDS, RevocationChannel
 from keyturn.storage import rate_limits as rate_limit_store
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
+from keyturn.storage.redis import RETRY_PAUSE_SECONDS
 
 logger = logging.getLogger("keyturn.upkeep")
 Result = TypeVar("Result")
@@ -43,8 +44,8 @@ class Upkeep:
         clock: Clock,
         *,
         revocation: RevocationService,
+        feed: RevocationFeed,
         keyring: KeyringService,
-        auth: AuthService,
         channel: RevocationChannel | None = None,
         mail: MailSender | None = None,
     ) -> None:
@@ -52,8 +53,8 @@ class Upkeep:
         self._database = database
         self._clock = clock
         self._revocation = revocation
+        self._feed = feed
         self._keyring = keyring
-        self._auth = auth
         self._channel = channel
         self._mail = mail
         self._tasks: list[asyncio.Task[None]] = []
@@ -111,10 +112,9 @@ class Upkeep:
         while await self._pause(self._settings.revocation_poll_seconds):
             polls += 1
             try:
-                read = await self._on_feed_thread(self._revocation.fetch_new)
-                self._revocation.apply_fetched(read)
-                if polls % _KEY_RELOAD_EVERY == 0 or self._auth.key_reload_wanted:
-                    self._auth.key_reload_wanted = False
+                read = await self._on_feed_thread(self._feed.fetch_new)
+                self._feed.apply_fetched(read)
+                if self._keyring.take_reload_request() or polls % _KEY_RELOAD_EVERY == 0:
                     await self._on_feed_thread(self._keyring.reload)
             except ServiceUnavailableError as error:
                 # An outage: one line when it starts, one when it ends, not a trace per poll.
@@ -141,8 +141,7 @@ class Upkeep:
                 async with channel.subscription() as subscription:
                     channel.link.mark_up()
                     while True:
-                        if channel.link.needs_restore:
-                            channel.link.needs_restore = False
+                        if channel.link.take_restore_request():
                             await self._on_chore_thread(
                                 functools.partial(self.restore_redis, channel)
                             )

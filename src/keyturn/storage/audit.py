@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, RowMapping
 
+from keyturn.core.audit import AuditEvent
 from keyturn.storage.models import audit_events
 
 
@@ -35,18 +35,6 @@ def insert_event(
             detail=json.dumps(detail, sort_keys=True) if detail else None,
         )
     )
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    id: int
-    occurred_at: datetime
-    event: str
-    user_id: str | None
-    session_id: str | None
-    ip: str | None
-    user_agent: str | None
-    detail: dict[str, Any] | None
 
 
 def list_events(

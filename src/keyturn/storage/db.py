@@ -1,24 +1,22 @@
-"""The database handle: engine set-up per backend, transactions, outage translation."""
+"""The database handle: engine set-up per backend, and its transactions.
+
+Outages are told apart in storage/outages.py; the statements of hot paths skip SQLAlchemy's
+execution layer through storage/prepared.py."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
-from sqlalchemy.engine import Connection, Dialect, make_url
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
 
-from keyturn.errors import InvalidRequestError, ServiceUnavailableError
+from keyturn.storage.outages import translate_outages
 
-# sqlite3.OperationalError: BEGIN on SQLite is sent on the raw connection (see _on_begin),
-# so "database is locked" past the busy timeout arrives unwrapped.
-_OUTAGES = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, sqlite3.OperationalError)
 _WRITE_OPTION = "keyturn_write"
 
 
@@ -105,7 +103,7 @@ class Database:
         """A read-write transaction, committed when the block ends without an exception."""
         with (
             self._write_lock,
-            self._translate_outages(),
+            translate_outages(),
             self.engine.connect() as connection,
         ):
             connection = connection.execution_options(**{_WRITE_OPTION: True})
@@ -115,21 +113,8 @@ class Database:
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Connection]:
         """A read-only transaction."""
-        with self._translate_outages(), self.engine.connect() as connection, connection.begin():
+        with translate_outages(), self.engine.connect() as connection, connection.begin():
             yield connection
-
-    @contextlib.contextmanager
-    def _translate_outages(self) -> Iterator[None]:
-        try:
-            yield
-        except _OUTAGES as error:
-            raise ServiceUnavailableError(
-                "The database is unavailable; try again shortly."
-            ) from error
-        except exc.DataError as error:
-            # Input validation should have caught it; a value the database cannot store is
-            # still the caller's mistake, not a server failure.
-            raise InvalidRequestError("The request holds a value that cannot be stored.") from error
 
     def checkpoint(self) -> int:
         """SQLite: copy the write-ahead log into the database file; returns the log's frames
@@ -137,10 +122,9 @@ class Database:
         Nothing to do elsewhere (0)."""
         if not self.is_sqlite:
             return 0
-        with self._translate_outages(), self.engine.connect() as connection:
-            _busy, _log, copied = (
-                _driver(connection).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            )
+        with translate_outages(), self.engine.connect() as connection:
+            raw: Any = connection.connection.driver_connection
+            _busy, _log, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         return int(copied)
 
     def ping(self) -> None:
@@ -184,127 +168,3 @@ def _configure_sqlite(engine: Engine, *, automatic_checkpoints: bool) -> None:
             raw.execute("BEGIN IMMEDIATE")
         else:
             raw.execute("BEGIN")
-
-
-class Prepared:
-    """A statement of a hot path: compiled once and run on the driver's own connection.
-
-    SQLAlchemy's work around each execution (cache key, execution context, result object)
-    costs several times what SQLite spends on a lookup by key, and on PostgreSQL more than
-    psycopg's own work for the statement. The conversions that matter (UTC datetimes,
-    booleans, bytes) still come from the column types' own processors, and the driver's
-    errors reach the caller wrapped as SQLAlchemy would wrap them, so outages are told apart
-    the same way. Drivers other than sqlite3 and psycopg take `connection.execute`.
-    """
-
-    def __init__(self, statement: Executable) -> None:
-        self.statement = statement
-        self._plans: dict[str, _Plan | None] = {}
-
-    def first(self, connection: Connection, params: Mapping[str, Any]) -> Mapping[Any, Any] | None:
-        """The first row as a mapping of column keys, or None."""
-        plan = self._plan(connection.dialect)
-        if plan is None:
-            row: Mapping[Any, Any] | None = (
-                connection.execute(self.statement, params).mappings().first()
-            )
-            return row
-        cursor = plan.execute(connection, params)
-        found = cursor.fetchone()
-        cursor.close()
-        if found is None:
-            return None
-        return {
-            key: value if process is None else process(value)
-            for (key, process), value in zip(plan.columns, found, strict=True)
-        }
-
-    def run(self, connection: Connection, params: Mapping[str, Any]) -> int:
-        """Execute a write; the number of rows it touched."""
-        plan = self._plan(connection.dialect)
-        if plan is None:
-            return int(connection.execute(self.statement, params).rowcount)
-        cursor = plan.execute(connection, params)
-        count = int(cursor.rowcount)
-        cursor.close()
-        return count
-
-    def _plan(self, dialect: Dialect) -> _Plan | None:
-        try:
-            return self._plans[dialect.driver]
-        except KeyError:
-            plan = _Plan.of(self.statement, dialect) if dialect.driver in _DIRECT else None
-            self._plans[dialect.driver] = plan
-            return plan
-
-
-# The drivers whose connections Prepared drives itself: sqlite3 (qmark) and psycopg 3
-# (pyformat), both with an execute() on the connection that returns a cursor.
-_DIRECT = frozenset({"pysqlite", "psycopg"})
-
-_Processor = Callable[[Any], Any] | None
-
-
-class _Plan:
-    """A statement compiled for one dialect: its SQL, how to bind its parameters, and how
-    to read its columns."""
-
-    def __init__(
-        self,
-        *,
-        sql: str,
-        binds: list[tuple[str, _Processor]],
-        positional: bool,
-        columns: list[tuple[str, _Processor]],
-        dialect: Dialect,
-    ) -> None:
-        self.sql = sql
-        self.binds = binds
-        self.positional = positional
-        self.columns = columns
-        self.dialect = dialect
-        self.driver_error: type[Exception] = dialect.loaded_dbapi.Error
-
-    @classmethod
-    def of(cls, statement: Executable, dialect: Dialect) -> _Plan:
-        compiled: Any = cast(Any, statement).compile(dialect=dialect)
-        names = compiled.positiontup if dialect.positional else list(compiled.binds)
-        binds = [
-            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in names
-        ]
-        selected = getattr(statement, "selected_columns", ())
-        columns = [
-            (column.key, column.type.dialect_impl(dialect).result_processor(dialect, None))
-            for column in selected
-        ]
-        return cls(
-            sql=compiled.string,
-            binds=binds,
-            positional=dialect.positional,
-            columns=columns,
-            dialect=dialect,
-        )
-
-    def execute(self, connection: Connection, params: Mapping[str, Any]) -> Any:
-        values: list[Any] | dict[str, Any]
-        if self.positional:
-            values = [
-                params[name] if process is None else process(params[name])
-                for name, process in self.binds
-            ]
-        else:
-            values = {
-                name: params[name] if process is None else process(params[name])
-                for name, process in self.binds
-            }
-        try:
-            return _driver(connection).execute(self.sql, values)
-        except self.driver_error as error:
-            raise exc.DBAPIError.instance(
-                self.sql, values, error, self.driver_error, dialect=self.dialect
-            ) from error
-
-
-def _driver(connection: Connection) -> Any:
-    return connection.connection.driver_connection

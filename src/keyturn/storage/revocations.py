@@ -13,21 +13,10 @@ from sqlalchemy import Text, and_, cast, delete, func, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
+from keyturn.core.sessions import Revocation
 from keyturn.storage.models import revocations
 
-KIND_SESSION = "session"
-KIND_TOKEN = "token"
-KIND_USER = "user"  # the user changed: caches of that user are stale
-KIND_KEY = "key"  # a signing key was revoked: it verifies nothing any more
 FEED_PAGE = 5000  # rows a read of the feed asks for at once (SQLite)
-
-
-@dataclass(frozen=True, slots=True)
-class Revocation:
-    id: int
-    kind: str
-    subject: str
-    expires_at: datetime
 
 
 def record_revocation(

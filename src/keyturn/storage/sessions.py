@@ -14,10 +14,10 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from keyturn.core.refresh import StoredRefreshToken
-from keyturn.core.sessions import Session
-from keyturn.storage.db import Prepared
+from keyturn.core.sessions import Session, UserRecord
 from keyturn.storage.models import refresh_tokens, sessions, users
-from keyturn.storage.users import USER_RECORD_COLUMNS, UserRecord, user_from_row
+from keyturn.storage.prepared import Prepared
+from keyturn.storage.users import USER_RECORD_COLUMNS, user_from_row
 
 
 def _session(row: Mapping[Any, Any]) -> Session:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,23 +10,9 @@ from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from keyturn.core.sessions import UserRecord
 from keyturn.storage.models import users
 from keyturn.wire import ROLE_ADMIN
-
-
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    id: str
-    email: str
-    username: str | None
-    password_hash: str
-    roles: tuple[str, ...]
-    disabled_at: datetime | None
-    created_at: datetime
-
-    @property
-    def is_disabled(self) -> bool:
-        return self.disabled_at is not None
 
 
 class DuplicateUserError(Exception):

@@ -43,8 +43,8 @@ from keyturn.http.schemas import (
     UserOut,
     user_envelope_json,
 )
-from keyturn.services.auth import IssuedTokens
 from keyturn.services.container import Services
+from keyturn.services.issuing import IssuedTokens
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 SESSION_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -167,7 +167,7 @@ async def login(
         services.browser.check_origin(request.headers.get("origin"))
     issued = await services.hashing.run(
         functools.partial(
-            services.auth.login,
+            services.login.login,
             identifier=body.identifier,
             password=body.password,
             remember_me=body.remember_me,
@@ -188,9 +188,9 @@ async def me(request: Request) -> Response:
     # A hot route (see http/hot_routes.py): the request alone in, a rendered Response out.
     services = services_of(request)
     claims = claims_of(request, services)
-    user = services.auth.cached_user(claims.subject)
+    user = services.access.cached_user(claims.subject)
     if user is None:
-        user = await run_in_threadpool(services.auth.load_user, claims.subject)
+        user = await run_in_threadpool(services.access.load_user, claims.subject)
     return Response(user_envelope_json(user), media_type="application/json")
 
 
@@ -215,16 +215,16 @@ async def refresh(request: Request) -> Response:
         refresh_token = cookies.refresh_cookie(request)
         if refresh_token is None:
             raise errors.InvalidRefreshTokenError("Send the refresh token as `refresh_token`.")
-        session = await run_in_threadpool(services.auth.session_of_refresh_token, refresh_token)
+        session = await run_in_threadpool(services.sessions.session_of_refresh_token, refresh_token)
         if session is None:
             raise errors.InvalidRefreshTokenError()
         check_csrf(request, session_id=session.id)
-        issued = await services.auth.refresh_in_group(refresh_token, context=context)
+        issued = await services.rotation.rotate_refresh_token(refresh_token, context=context)
         body_json = cookie_login_body(issued).model_dump_json()
         response = Response(body_json, media_type="application/json")
         set_cookies(request, response, services, issued)
         return response
-    issued = await services.auth.refresh_in_group(body.refresh_token, context=context)
+    issued = await services.rotation.rotate_refresh_token(body.refresh_token, context=context)
     return JSONResponse(token_pair(issued), headers=NO_STORE)
 
 
@@ -250,12 +250,12 @@ async def logout(
         if refresh_token is None:
             raise
     if claims is None and from_cookies and refresh_token is not None:
-        session = await run_in_threadpool(services.auth.session_of_refresh_token, refresh_token)
+        session = await run_in_threadpool(services.sessions.session_of_refresh_token, refresh_token)
         if session is None:
             raise errors.InvalidRefreshTokenError()
         check_csrf(request, session_id=session.id)
     await run_in_threadpool(
-        services.auth.logout, claims=claims, refresh_token=refresh_token, context=context
+        services.sessions.logout, claims=claims, refresh_token=refresh_token, context=context
     )
     response = Response(status_code=204)
     if from_cookies:
@@ -268,7 +268,7 @@ async def logout_all(
     request: Request, claims: Claims, services: ServicesDep, context: ContextDep
 ) -> Response:
     """End every session of the caller."""
-    await run_in_threadpool(services.auth.logout_all, claims.subject, context=context)
+    await run_in_threadpool(services.sessions.logout_all, claims.subject, context=context)
     response = Response(status_code=204)
     if is_authenticated_by_cookie(request):
         cookies.clear_session_cookies(response, cookies.names_for(services.settings))
@@ -280,7 +280,7 @@ async def logout_all(
 )
 async def sessions(claims: Claims, services: ServicesDep) -> SessionList:
     """The caller's live sessions, most recently used first; `current` marks this one."""
-    found = await run_in_threadpool(services.auth.list_sessions, claims.subject)
+    found = await run_in_threadpool(services.sessions.list_sessions, claims.subject)
     return SessionList(
         sessions=[SessionOut.of(session, current_session_id=claims.session_id) for session in found]
     )
@@ -298,7 +298,9 @@ async def end_session(
     """End one of the caller's sessions (404 `session_not_found` for anyone else's)."""
     if not SESSION_ID_SHAPE.fullmatch(session_id):
         raise errors.SessionNotFoundError()
-    await run_in_threadpool(services.auth.end_session, claims.subject, session_id, context=context)
+    await run_in_threadpool(
+        services.sessions.end_session, claims.subject, session_id, context=context
+    )
     return Response(status_code=204)
 
 
@@ -323,7 +325,7 @@ async def change_password(
     `Retry-After` while too many passwords wait to be hashed."""
     await services.hashing.run(
         functools.partial(
-            services.auth.change_password,
+            services.sessions.change_password,
             claims,
             current_password=body.current_password,
             new_password=body.new_password,

@@ -23,10 +23,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from keyturn import errors, wire
+from keyturn.core.context import RequestContext
 from keyturn.http.deps import ContextDep, ServicesDep
 from keyturn.http.schemas import Problem
-from keyturn.services.auth import IssuedTokens
-from keyturn.services.context import RequestContext
+from keyturn.services.issuing import IssuedTokens
 
 router = APIRouter(prefix="/oauth", tags=["oauth"])
 
@@ -183,13 +183,13 @@ async def token(request: Request, services: ServicesDep, context: ContextDep) ->
         username, password = required(form, "username"), required(form, "password")
         issued = await services.hashing.run(
             functools.partial(
-                services.auth.login, identifier=username, password=password, context=context
+                services.login.login, identifier=username, password=password, context=context
             ),
             gone=request.is_disconnected,
         )
     elif grant_type == "refresh_token":
         refresh_token = required(form, "refresh_token")
-        issued = await services.auth.refresh_in_group(refresh_token, context=context)
+        issued = await services.rotation.rotate_refresh_token(refresh_token, context=context)
     else:
         raise errors.UnsupportedGrantTypeError()
     return token_response(issued)
@@ -205,5 +205,5 @@ async def revoke(request: Request, services: ServicesDep, context: ContextDep) -
     """
     form = await read_form(request)
     context = client_of(request, form, context)
-    await run_in_threadpool(services.auth.revoke, required(form, "token"), context=context)
+    await run_in_threadpool(services.sessions.revoke, required(form, "token"), context=context)
     return Response(status_code=200, headers=NO_STORE)

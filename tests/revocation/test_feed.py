@@ -43,18 +43,18 @@ def test_a_revocation_committed_after_a_later_one_still_arrives(
     """A transaction that got its feed row first but commits last is still read: the reader
     has already polled past the later row when the earlier one becomes visible."""
     writer, reader = instances
-    reader.revocation.sync_now()
+    reader.feed.sync_now()
     with contextlib.ExitStack() as held:
         slow = held.enter_context(writer.revocation.batch())
         slow.revoke_token("held-jti")
         with writer.revocation.batch() as quick:
             quick.revoke_token("later-jti")
 
-        reader.revocation.sync_now()
+        reader.feed.sync_now()
         assert is_revoked(reader, "later-jti")
         assert not is_revoked(reader, "held-jti")  # not committed yet
 
-    reader.revocation.sync_now()
+    reader.feed.sync_now()
 
     assert is_revoked(reader, "held-jti")
 
@@ -72,10 +72,10 @@ def test_a_revocation_in_flight_when_the_reader_starts_still_arrives(
         with writer.revocation.batch() as quick:
             quick.revoke_token("later-jti")
 
-        reader.revocation.sync_now()  # the reader's first read, as at start-up
+        reader.feed.sync_now()  # the reader's first read, as at start-up
         assert is_revoked(reader, "later-jti")
 
-    reader.revocation.sync_now()
+    reader.feed.sync_now()
 
     assert is_revoked(reader, "held-jti")
 
@@ -94,10 +94,10 @@ def test_an_open_transaction_does_not_make_the_feed_deliver_rows_again(
             with writer.revocation.batch() as quick:
                 quick.revoke_token(f"later-jti-{number}")
 
-        first = reader.revocation.fetch_new()
-        reader.revocation.apply_fetched(first)
-        again = reader.revocation.fetch_new()
-        reader.revocation.apply_fetched(again)
+        first = reader.feed.fetch_new()
+        reader.feed.apply_fetched(first)
+        again = reader.feed.fetch_new()
+        reader.feed.apply_fetched(again)
 
         assert sorted(row.subject for row in first.revocations) == [
             "later-jti-0",
@@ -106,7 +106,7 @@ def test_an_open_transaction_does_not_make_the_feed_deliver_rows_again(
         ]
         assert again.revocations == []
 
-    last = reader.revocation.fetch_new()
+    last = reader.feed.fetch_new()
 
     assert [row.subject for row in last.revocations] == ["held-jti"]
 
@@ -119,14 +119,14 @@ def test_a_revocation_recorded_after_the_feed_emptied_still_arrives(
     writer, reader = instances
     with writer.revocation.batch() as batch:
         batch.revoke_token("first-jti")
-    reader.revocation.sync_now()
+    reader.feed.sync_now()
     assert is_revoked(reader, "first-jti")
     clock.advance(seconds=600)
     writer.upkeep.purge()
 
     with writer.revocation.batch() as batch:
         batch.revoke_token("second-jti")
-    reader.revocation.sync_now()
+    reader.feed.sync_now()
 
     assert is_revoked(reader, "second-jti")
 
@@ -142,6 +142,6 @@ def test_a_read_takes_every_new_row_however_many(
         for number in range(5):
             batch.revoke_token(f"jti-{number}")
 
-    reader.revocation.sync_now()
+    reader.feed.sync_now()
 
     assert all(is_revoked(reader, f"jti-{number}") for number in range(5))

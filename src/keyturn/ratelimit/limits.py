@@ -14,8 +14,8 @@ from datetime import timedelta
 
 from keyturn import errors
 from keyturn.config import Settings
-from keyturn.services.context import RequestContext
-from keyturn.state.protocols import RateLimiter
+from keyturn.core.context import RequestContext
+from keyturn.ratelimit.protocol import RateLimiter
 
 REFRESH_WINDOW = timedelta(minutes=1)
 IPV6_CLIENT_PREFIX = 64

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +113,6 @@ class KeyturnServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+ServerFactory = Callable[..., KeyturnServer]

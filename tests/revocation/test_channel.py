@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from keyturn.state.redis import RedisLink, RevocationChannel, decode_message, encode_message
-from keyturn.storage.revocations import KIND_KEY, KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
-from tests.conftest import RedisDatabase
-from tests.system.processes import free_port
+from keyturn.core.sessions import KIND_KEY, KIND_SESSION, KIND_TOKEN, KIND_USER, Revocation
+from keyturn.revocation.channel import RevocationChannel, decode_message, encode_message
+from keyturn.storage.redis import RedisLink
+from tests.support.environment import RedisDatabase
+from tests.support.processes import free_port
 
 
 def revocation(kind: str, subject: str, *, seconds: float = 960) -> Revocation:
@@ -84,6 +85,6 @@ def test_restore_writes_every_live_revocation(redis_database: RedisDatabase) -> 
 
 def test_publish_to_an_absent_redis_asks_for_a_restore() -> None:
     link = RedisLink(f"redis://127.0.0.1:{free_port()}/0")
-    link.needs_restore = False
+    link.take_restore_request()
     RevocationChannel(link, origin="test").publish([revocation(KIND_SESSION, "s")])
     assert link.needs_restore and not link.is_up

@@ -2,8 +2,8 @@
 
 The database's revocations table is the feed: a write records the ended session in the same
 transaction as the end itself; this process learns of it at once, every other process within
-one poll. Hooks (Redis pub/sub) may shorten that further. An access check refuses to run on a
-list older than `revocation_max_staleness_seconds`: fail closed, never open.
+one poll (revocation/feed.py). Hooks (Redis pub/sub) may shorten that further. An access check
+refuses to run on a list older than `revocation_max_staleness_seconds`: fail closed, never open.
 """
 
 from __future__ import annotations
@@ -17,22 +17,21 @@ from sqlalchemy.engine import Connection
 
 from keyturn.clock import Clock
 from keyturn.config import Settings
-from keyturn.core.tokens import CLOCK_SKEW_SECONDS
-from keyturn.errors import ServiceUnavailableError
-from keyturn.state.memory import BoundedTtlCache, RevocationList
-from keyturn.storage import revocations as revocation_store
-from keyturn.storage import sessions as session_store
-from keyturn.storage.db import Database
-from keyturn.storage.revocations import (
+from keyturn.core.cache import BoundedTtlCache
+from keyturn.core.sessions import (
     KIND_KEY,
     KIND_SESSION,
     KIND_TOKEN,
     KIND_USER,
-    FeedCursor,
-    FeedRead,
     Revocation,
+    UserRecord,
 )
-from keyturn.storage.users import UserRecord
+from keyturn.core.tokens import CLOCK_SKEW_SECONDS
+from keyturn.errors import ServiceUnavailableError
+from keyturn.revocation.list import RevocationList
+from keyturn.storage import revocations as revocation_store
+from keyturn.storage import sessions as session_store
+from keyturn.storage.db import Database
 
 logger = logging.getLogger("keyturn.revocation")
 
@@ -56,7 +55,6 @@ class RevocationService:
         self._user_cache = user_cache
         self._coverage = timedelta(seconds=settings.access_ttl_seconds + CLOCK_SKEW_SECONDS)
         self.hooks: list[RevocationHook] = []
-        self.feed_cursor = FeedCursor()  # start-up reads every live row
         # Called with the kid of each signing key revoked (here, or on another instance).
         self.key_listeners: list[Callable[[str], None]] = []
 
@@ -106,25 +104,6 @@ class RevocationService:
             elif revocation.kind == KIND_KEY:
                 for listener in self.key_listeners:
                     listener(revocation.subject)
-
-    # The feed.
-
-    def fetch_new(self) -> FeedRead:
-        """Blocking: the rows not read yet (run it in a thread)."""
-        with self._database.snapshot() as connection:
-            return revocation_store.read_feed(connection, self.feed_cursor, now=self._clock.now())
-
-    def apply_fetched(self, read: FeedRead) -> None:
-        self.apply(read.revocations)
-        # Whatever read came last, its cursor covers only rows it applied: an older one
-        # makes the next read take some rows again, never skip one.
-        self.feed_cursor = read.cursor
-        self.revocations.mark_synced()
-        self.revocations.prune(now=self._clock.timestamp())
-
-    def sync_now(self) -> None:
-        """Blocking: catch up with the feed (start-up, tests)."""
-        self.apply_fetched(self.fetch_new())
 
     def ensure_fresh(self) -> None:
         """Raise ServiceUnavailableError when the list may be missing recent revocations."""

@@ -11,14 +11,15 @@ from datetime import timedelta
 import pytest
 
 from keyturn.clock import FrozenClock
-from keyturn.state.database import DatabaseRateLimiter
-from keyturn.state.memory import MemoryRateLimiter
-from keyturn.state.protocols import RateLimiter
-from keyturn.state.redis import RedisLink, RedisRateLimiter
+from keyturn.ratelimit.database import DatabaseRateLimiter
+from keyturn.ratelimit.memory import MemoryRateLimiter
+from keyturn.ratelimit.protocol import RateLimiter
+from keyturn.ratelimit.redis import RedisRateLimiter
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
-from tests.conftest import RedisDatabase
-from tests.system.processes import free_port
+from keyturn.storage.redis import RedisLink
+from tests.support.environment import RedisDatabase
+from tests.support.processes import free_port
 
 MINUTE = timedelta(minutes=1)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from keyturn.config import Settings
 from keyturn.core.sealing import new_sealing_key
 
-DOCS = Path(__file__).parents[2] / "docs" / "configuration.md"
+DOCS = Path(__file__).parents[1] / "docs" / "configuration.md"
 
 
 def test_every_setting_is_documented() -> None:

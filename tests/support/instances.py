@@ -3,6 +3,7 @@ server of the test's own to kill and restart, and a TCP proxy that can cut the d
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
@@ -19,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from tests.system.processes import free_port
+from tests.support.api import DEFAULT_PASSWORD, bearer
+from tests.support.processes import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -267,3 +269,41 @@ class TcpProxy:
             end.close()
 
     restore = start
+
+
+# Steps the multi-process scenarios share.
+
+
+def session_id_of(access_token: str) -> str:
+    payload = access_token.split(".")[1]
+    sid: str = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sid"]
+    return sid
+
+
+def log_in(caller: Caller, email: str, password: str = DEFAULT_PASSWORD, ip: str = "") -> Reply:
+    headers = {"X-Forwarded-For": ip} if ip else {}
+    return caller.call(
+        "POST", "/api/auth/login", json_body={"email": email, "password": password}, headers=headers
+    )
+
+
+def new_user(caller: Caller, email: str) -> dict[str, str]:
+    created = caller.call(
+        "POST", "/api/auth/register", json_body={"email": email, "password": DEFAULT_PASSWORD}
+    )
+    assert created.status == 201, created.body
+    tokens = log_in(caller, email)
+    assert tokens.status == 200, tokens.body
+    return tokens.body
+
+
+def refused_within(caller: Caller, access_token: str, *, seconds: float) -> float:
+    started = time.monotonic()
+    while True:
+        me = caller.call("GET", "/api/auth/me", headers=bearer(access_token))
+        elapsed = time.monotonic() - started
+        if me.error == (401, "invalid_token"):
+            return elapsed
+        assert me.status == 200, me.body
+        assert elapsed < seconds, f"{caller.name} still accepts the token after {elapsed:.2f} s"
+        time.sleep(0.02)

@@ -13,7 +13,7 @@ from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
 from keyturn.storage.models import refresh_tokens, revocations, sessions
-from tests.support import DEFAULT_PASSWORD
+from tests.support.api import DEFAULT_PASSWORD
 
 
 def count(services, table) -> int:
@@ -21,7 +21,7 @@ def count(services, table) -> int:
         return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-def test_purge_removes_expired_tokens_and_long_over_sessions(
+async def test_purge_removes_expired_tokens_and_long_over_sessions(
     make_settings, clock: FrozenClock
 ) -> None:
     services = build_services(
@@ -31,13 +31,13 @@ def test_purge_removes_expired_tokens_and_long_over_sessions(
     try:
         services.keyring.ensure_signing_key()
         services.accounts.register(email="ada@example.com", password=DEFAULT_PASSWORD)
-        live = services.auth.login(identifier="ada@example.com", password=DEFAULT_PASSWORD)
-        ended = services.auth.login(identifier="ada@example.com", password=DEFAULT_PASSWORD)
+        live = services.login.login(identifier="ada@example.com", password=DEFAULT_PASSWORD)
+        ended = services.login.login(identifier="ada@example.com", password=DEFAULT_PASSWORD)
         token = live.refresh_token
         for _ in range(3):
             clock.advance(seconds=60)
-            token = services.auth.refresh(token).refresh_token
-        services.auth.logout(claims=ended.claims)
+            token = (await services.rotation.rotate_refresh_token(token)).refresh_token
+        services.sessions.logout(claims=ended.claims)
         assert (count(services, sessions), count(services, refresh_tokens)) == (2, 5)
 
         clock.advance(
@@ -66,11 +66,11 @@ def test_purge_clears_a_backlog_larger_than_one_batch(
         services.keyring.ensure_signing_key()
         services.accounts.register(email="ada@example.com", password=DEFAULT_PASSWORD)
         logins = [
-            services.auth.login(identifier="ada@example.com", password=DEFAULT_PASSWORD)
+            services.login.login(identifier="ada@example.com", password=DEFAULT_PASSWORD)
             for _ in range(8)
         ]
         for issued in logins[:7]:
-            services.auth.logout(claims=issued.claims)
+            services.sessions.logout(claims=issued.claims)
         clock.advance(seconds=600)
 
         services.upkeep.purge()

@@ -21,9 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from keyturn import __version__, errors
 from keyturn.core.passwords import MIN_PASSWORD_LENGTH
 from keyturn.http import cookies, locales
-from keyturn.services.container import Services
+from keyturn.http.deps import services_of
 
-_HERE = Path(__file__).parent
+_HERE = Path(str(resources.files("keyturn.web")))
 STATIC_DIR = _HERE / "static"
 templates = Jinja2Templates(env=locales.page_environment(_HERE / "templates"))
 
@@ -65,18 +65,13 @@ router = APIRouter(include_in_schema=False)
 PAGE_METHODS = ["GET", "HEAD"]
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 def _is_signed_in(request: Request) -> bool:
     """Whether the access cookie is valid now (an expired one the page can still refresh)."""
     token = cookies.access_cookie(request)
     if token is None:
         return False
     try:
-        _services(request).auth.authenticate(token)
+        services_of(request).access.authenticate(token)
     except errors.KeyturnError:
         return False
     return True

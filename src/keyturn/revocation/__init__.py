@@ -1,0 +1,1 @@
+"""Ending sessions and tokens everywhere: the service, the feed, the Redis channel, the list."""

@@ -1,1 +1,0 @@
-"""Fast shared state behind small interfaces: revocations, rate limits, caches."""
