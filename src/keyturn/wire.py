@@ -71,11 +71,10 @@ HEADER_REQUEST_ID: Final = "x-request-id"
 COOKIE_ACCESS: Final = "access_token"
 COOKIE_REFRESH: Final = "refresh_token"
 COOKIE_CSRF: Final = "csrf_token"
+COOKIE_LANG: Final = "lang"
 HOST_PREFIX: Final = "__Host-"
 SECURE_PREFIX: Final = "__Secure-"
 REFRESH_COOKIE_PATH: Final = "/api/auth"
-# The language a reader picked on the pages ("en" or "ko"); not a secret, never prefixed.
-COOKIE_LANG: Final = "lang"
 
 ROLE_ADMIN: Final = "admin"
 ROLE_USER: Final = "user"
