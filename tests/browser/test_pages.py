@@ -282,6 +282,8 @@ def test_keyboard_only_login_with_session_cookies(browser: Browser, server: Keyt
     page.keyboard.press("Tab")
     expect(page.get_by_role("button", name="Show password")).to_be_focused()
     page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Forgot password?")).to_be_focused()
+    page.keyboard.press("Tab")
     expect(page.get_by_label("Keep me signed in on this device")).to_be_focused()
     page.keyboard.press("Space")
     page.keyboard.press("Tab")
@@ -302,7 +304,7 @@ def test_pages_send_security_headers(browser: Browser, server: KeyturnServer) ->
     context = new_context(browser)
     page = context.new_page()
     problems = watch_console(page)
-    for path in ("/login", "/register"):
+    for path in ("/login", "/register", "/forgot-password", "/reset-password", "/verify-email"):
         response = page.goto(f"{server.url}{path}")
         assert response is not None and response.ok
         headers = response.headers

@@ -17,7 +17,17 @@ from keyturn.http.client_ip import parse_networks
 from keyturn.http.hot_routes import HotRoutes, hot_routes_of
 from keyturn.http.middleware import RequestEnvelope
 from keyturn.http.problems import install_problem_handlers
-from keyturn.http.routes import admin, audit, auth, discovery, email, health, metrics, oauth
+from keyturn.http.routes import (
+    admin,
+    audit,
+    auth,
+    discovery,
+    email,
+    health,
+    languages,
+    metrics,
+    oauth,
+)
 from keyturn.http.routes.pages import install_web
 from keyturn.observability.metrics import RequestObserver
 from keyturn.services.container import Services, build_services
@@ -76,6 +86,7 @@ def create_app(
     for router in (health.router, auth.router, email.router, admin.router, discovery.router):
         add_routes(app, router)
     install_web(app)
+    add_routes(app, languages.router)  # the pages' language switch
     for router in (oauth.router, audit.router, metrics.router):
         add_routes(app, router)
     # Innermost of ours: the hot routes get the request id, body bound and metrics too.

@@ -14,10 +14,10 @@ from keyturn.core.context import RequestContext
 from keyturn.core.tokens import AccessClaims
 from keyturn.http import cookies
 from keyturn.http.client_ip import client_ip
+from keyturn.http.locales import page_locale
 from keyturn.http.middleware import BODY_SCOPE_KEY
 from keyturn.http.problems import NOT_JSON_MESSAGE, is_json_media_type
 from keyturn.http.schemas import Problem
-from keyturn.i18n import negotiate_locale
 from keyturn.services.container import Services
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -165,16 +165,9 @@ def requires_role(role: str) -> Callable[..., Awaitable[AccessClaims]]:
     return check
 
 
-def locale_of(request: Request) -> str:
-    """The language to write to this caller in: the `lang` cookie (their choice), else
-    Accept-Language, else English."""
-    return negotiate_locale(
-        request.headers.get("accept-language"), chosen=request.cookies.get(wire.COOKIE_LANG)
-    )
-
-
 async def _locale_dependency(request: Request) -> str:
-    return locale_of(request)
+    """The language to write to this caller in (mails): the same choice as the pages'."""
+    return page_locale(request)
 
 
 async def _services_dependency(request: Request) -> Services:

@@ -1,8 +1,10 @@
-"""Pages: GET /login, /register, /dashboard, /docs, their static files and security headers.
+"""Pages: GET /login, /register, /dashboard, /forgot-password, /reset-password, /verify-email,
+/docs, their static files and security headers.
 
 The pages are plain server-rendered HTML; one script, static/app.js, talks to the JSON API in
 browser mode (cookies + X-CSRF-Token). No inline script or style anywhere, so the
-Content-Security-Policy can forbid both.
+Content-Security-Policy can forbid both. Every page speaks the reader's language
+(`keyturn.http.locales`); the script takes its sentences from the page.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyturn import __version__, errors
 from keyturn.core.passwords import MIN_PASSWORD_LENGTH
-from keyturn.http import cookies
+from keyturn.http import cookies, locales
 from keyturn.http.deps import services_of
 
 _HERE = Path(str(resources.files("keyturn.web")))
 STATIC_DIR = _HERE / "static"
-templates = Jinja2Templates(directory=_HERE / "templates")
+templates = Jinja2Templates(env=locales.page_environment(_HERE / "templates"))
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -75,11 +77,11 @@ def _is_signed_in(request: Request) -> bool:
     return True
 
 
-def _page(request: Request, template: str, *, title: str, **context: object) -> Response:
+def _page(request: Request, template: str, **context: object) -> Response:
     return templates.TemplateResponse(
         request,
         template,
-        {"title": title, "version": __version__, **context},
+        {"version": __version__, **locales.page_context(request), **context},
         headers=PAGE_HEADERS,
     )
 
@@ -97,14 +99,12 @@ async def home() -> RedirectResponse:
 async def login_page(request: Request) -> Response:
     if _is_signed_in(request):
         return _redirect("/dashboard")
-    return _page(request, "login.html", title="Log in")
+    return _page(request, "login.html")
 
 
 @router.api_route("/register", methods=PAGE_METHODS)
 async def register_page(request: Request) -> Response:
-    return _page(
-        request, "register.html", title="Create an account", min_password=MIN_PASSWORD_LENGTH
-    )
+    return _page(request, "register.html", min_password=MIN_PASSWORD_LENGTH)
 
 
 @router.api_route("/dashboard", methods=PAGE_METHODS)
@@ -113,12 +113,12 @@ async def dashboard_page(request: Request) -> Response:
     # cookies; with neither there is no session to renew.
     if not cookies.has_session_cookies(request):
         return _redirect("/login")
-    return _page(request, "dashboard.html", title="Your account", min_password=MIN_PASSWORD_LENGTH)
+    return _page(request, "dashboard.html", min_password=MIN_PASSWORD_LENGTH)
 
 
 def not_found_page(request: Request) -> Response:
     """The 404 a browser shows for a page path Keyturn does not have (the API keeps JSON)."""
-    response = _page(request, "404.html", title="Page not found")
+    response = _page(request, "404.html")
     response.status_code = 404
     return response
 
@@ -129,9 +129,28 @@ async def docs_page(request: Request) -> Response:
     return templates.TemplateResponse(
         request,
         "docs.html",
-        {"version": __version__},
+        {"version": __version__, **locales.page_context(request)},
         headers={**PAGE_HEADERS, "Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY},
     )
+
+
+# Accounts by email. The token of a link travels in the URL fragment, which the browser never
+# sends: the pages read it in the script, so it reaches no access log and no Referer.
+
+
+@router.api_route("/forgot-password", methods=PAGE_METHODS)
+async def forgot_password_page(request: Request) -> Response:
+    return _page(request, "forgot-password.html")
+
+
+@router.api_route("/reset-password", methods=PAGE_METHODS)
+async def reset_password_page(request: Request) -> Response:
+    return _page(request, "reset-password.html", min_password=MIN_PASSWORD_LENGTH)
+
+
+@router.api_route("/verify-email", methods=PAGE_METHODS)
+async def verify_email_page(request: Request) -> Response:
+    return _page(request, "verify-email.html")
 
 
 class StaticWithHeaders:

@@ -15,11 +15,74 @@
 
   const channel = "BroadcastChannel" in window ? new BroadcastChannel("keyturn") : null;
 
+  // ---- Words ----------------------------------------------------------------------------------
+
+  // Every sentence comes from the page, which Keyturn renders in the reader's language
+  // (templates/_strings.html); the API's own `message`s stay English, so errors are explained
+  // from their `error` code.
+  const LANGUAGE = document.documentElement.lang || "en";
+  const STRINGS = new Map();
+  const stringsTemplate = document.getElementById("strings");
+  if (stringsTemplate) {
+    for (const element of stringsTemplate.content.querySelectorAll("[data-key]")) {
+      STRINGS.set(element.dataset.key, element.textContent);
+    }
+  }
+
+  function t(key, values) {
+    const text = STRINGS.has(key) ? STRINGS.get(key) : key;
+    return text.replace(/\{(\w+)\}/g, (whole, name) =>
+      values && name in values ? String(values[name]) : whole,
+    );
+  }
+
+  // The same sentence with nodes (a <time>, say) in place of its {placeholders}.
+  function tNodes(key, values) {
+    const parts = t(key).split(/(\{\w+\})/);
+    return parts.map((part) => {
+      const match = /^\{(\w+)\}$/.exec(part);
+      return match && match[1] in values ? values[match[1]] : part;
+    });
+  }
+
+  const pluralRules = new Intl.PluralRules(LANGUAGE);
+
+  function tCount(key, count) {
+    const form = `${key}-${pluralRules.select(count)}`;
+    return t(STRINGS.has(form) ? form : `${key}-other`, { count });
+  }
+
+  // What the page says about an API error: a sentence for its code, never the English message.
+  function explain(error) {
+    const key = `error-${error.code}`;
+    if (error.code && STRINGS.has(key)) return t(key);
+    return t("server-answered", { status: error.status });
+  }
+
+  // The password policy's reasons arrive as English sentences; each known one is said again
+  // in the page's language, and an unknown one is shown as it came.
+  const REASONS = [
+    [/at least (\d+)/, "reason-min"],
+    [/at most (\d+)/, "reason-max"],
+    [/commonly used/, "reason-common"],
+    [/single character/, "reason-repeat"],
+    [/email address or username/, "reason-personal"],
+  ];
+
+  function translateReason(reason) {
+    for (const [pattern, key] of REASONS) {
+      const match = pattern.exec(reason);
+      if (match) return t(key, { count: match[1] });
+    }
+    return reason;
+  }
+
   // ---- API calls ------------------------------------------------------------------------------
 
   class ApiError extends Error {
     constructor(response, body) {
       super((body && body.message) || `The server answered ${response.status}.`);
+      // `message` is the API's English sentence, kept for the console; pages show explain().
       this.status = response.status;
       this.code = (body && body.error) || "";
       this.body = body || {};
@@ -241,7 +304,7 @@
   // Several problems: their count goes in the summary, each problem once, under its own
   // field. One problem needs no summary: the focused field reads out its own message.
   function fieldsSummary(summary, count) {
-    if (count > 1) show(summary, `Please fix the ${count} problems marked below.`);
+    if (count > 1) show(summary, t("please-fix", { count }));
   }
 
   // Characters as typed (code points), as the server counts them.
@@ -259,27 +322,33 @@
       button.addEventListener("click", () => {
         const hidden = input.type === "password";
         input.type = hidden ? "text" : "password";
-        word.nodeValue = hidden ? "Hide" : "Show";
+        word.nodeValue = hidden ? t("hide") : t("show");
       });
       input.form.addEventListener("submit", () => {
         input.type = "password";
-        word.nodeValue = "Show";
+        word.nodeValue = t("show");
       });
     }
   }
 
+  // "14 minutes 59 seconds", "14분 59초": the units and their plurals come from Intl.
   function describeWait(seconds) {
-    if (!Number.isFinite(seconds) || seconds <= 0) return "a little while";
+    if (!Number.isFinite(seconds) || seconds <= 0) return t("a-little-while");
+    const unit = (name, value) =>
+      new Intl.NumberFormat(LANGUAGE, { style: "unit", unit: name, unitDisplay: "long" }).format(
+        value,
+      );
     const minutes = Math.floor(seconds / 60);
     const rest = seconds % 60;
     const parts = [];
-    if (minutes) parts.push(`${minutes} minute${minutes === 1 ? "" : "s"}`);
-    if (rest || !minutes) parts.push(`${rest} second${rest === 1 ? "" : "s"}`);
+    if (minutes) parts.push(unit("minute", minutes));
+    if (rest || !minutes) parts.push(unit("second", rest));
     return parts.join(" ");
   }
 
-  // Keep the button disabled and counting down until Retry-After has passed.
-  function lockOut(button, summary, seconds, label) {
+  // Keep the button disabled and counting down until Retry-After has passed. `sentence` says
+  // why, with {wait} for the time left.
+  function lockOut(button, summary, seconds, label, sentence = "lockout") {
     const until = Date.now() + seconds * 1000;
     button.disabled = true;
     const tick = () => {
@@ -290,13 +359,10 @@
         hide(summary);
         return;
       }
-      button.textContent = `Try again in ${describeWait(left)}`;
+      button.textContent = t("try-again-in", { wait: describeWait(left) });
       setTimeout(tick, 1000);
     };
-    formError(
-      summary,
-      `Too many failed attempts. For your safety, wait ${describeWait(seconds)} before trying again.`,
-    );
+    formError(summary, t(sentence, { wait: describeWait(seconds) }));
     tick();
   }
 
@@ -312,15 +378,17 @@
 
     const params = new URLSearchParams(window.location.search);
     if (params.has("registered")) {
-      show(notice, "Your account is ready. Log in to continue.");
+      show(notice, t("notice-registered"));
       identifier.value = sessionStorage.getItem(REGISTERED_EMAIL_KEY) || "";
       sessionStorage.removeItem(REGISTERED_EMAIL_KEY);
     } else if (params.has("deleted")) {
-      show(notice, "Your account has been deleted.");
+      show(notice, t("notice-deleted"));
     } else if (params.has("signed_out")) {
-      show(notice, "You have been logged out.");
+      show(notice, t("notice-signed-out"));
     } else if (params.has("expired")) {
-      show(notice, "Your session has ended. Log in again to continue.");
+      show(notice, t("notice-expired"));
+    } else if (params.has("password_reset")) {
+      show(notice, t("notice-password-reset"));
     }
     (identifier.value ? password : identifier).focus();
 
@@ -329,8 +397,8 @@
       clearErrors(form, summary);
       const who = identifier.value.trim();
       let first = null;
-      if (!who) first = first || fieldError("identifier", "Enter your email or username.");
-      if (!password.value) first = first || fieldError("password", "Enter your password.");
+      if (!who) first = first || fieldError("identifier", t("enter-identifier"));
+      if (!password.value) first = first || fieldError("password", t("enter-password"));
       if (first) {
         first.focus();
         return;
@@ -344,7 +412,7 @@
         response = await send("POST", "/api/auth/login", body, { "X-Auth-Mode": "cookie" });
       } catch {
         button.disabled = false;
-        formError(summary, "Keyturn cannot be reached. Check your connection and try again.");
+        formError(summary, t("unreachable"));
         return;
       }
       if (response.ok) {
@@ -357,13 +425,29 @@
         lockOut(button, summary, error.retryAfter, label);
       } else if (error.code === "invalid_credentials") {
         password.value = "";
-        formError(summary, "That email, username or password is not right. Check them and try again.");
+        formError(summary, t("wrong-login"));
       } else if (error.status === 422 && Array.isArray(error.body.reasons)) {
-        formError(summary, sentenceWithList("Please check these fields:", error.body.reasons));
+        formError(summary, sentenceWithList(t("check-fields"), error.body.reasons));
       } else {
-        formError(summary, error.message);
+        formError(summary, explain(error));
       }
     });
+  }
+
+  // Problems the server would find in an address or a new password, found first so every
+  // problem with the form shows at once; the server still decides.
+  function emailProblem(input) {
+    const address = input.value.trim();
+    if (!address) return t("enter-email");
+    if (input.validity.typeMismatch || !address.includes("@")) return t("email-shape");
+    return "";
+  }
+
+  function newPasswordProblem(input, emptyKey) {
+    if (!input.value) return t(emptyKey);
+    const count = characters(input.value);
+    if (count < input.minLength) return t("too-short", { count });
+    return "";
   }
 
   // The server's username rule (services/accounts.py), checked here first so every problem
@@ -383,15 +467,12 @@
     function problems() {
       const found = [];
       const address = email.value.trim();
-      if (!address) found.push(["email", "Enter your email address."]);
-      else if (email.validity.typeMismatch || !address.includes("@"))
-        found.push(["email", "Enter an email address like name@example.com."]);
+      const shape = emailProblem(email);
+      if (shape) found.push(["email", shape]);
       const name = username.value.trim();
-      if (name && !USERNAME_SHAPE.test(name))
-        found.push(["username", "This username does not follow the rule above."]);
-      if (!password.value) found.push(["password", "Choose a password."]);
-      else if (characters(password.value) < password.minLength)
-        found.push(["password", `This password is too short: ${characters(password.value)} characters.`]);
+      if (name && !USERNAME_SHAPE.test(name)) found.push(["username", t("username-rule")]);
+      const weak = newPasswordProblem(password, "choose-password");
+      if (weak) found.push(["password", weak]);
       return found;
     }
 
@@ -433,7 +514,7 @@
         response = await send("POST", "/api/auth/register", body);
       } catch {
         button.disabled = false;
-        formError(summary, "Keyturn cannot be reached. Check your connection and try again.");
+        formError(summary, t("unreachable"));
         return;
       }
       if (response.status === 201) {
@@ -451,16 +532,16 @@
         weak_password: "password",
       };
       if (error.code === "weak_password" && reasons.length) {
-        fieldError("password", sentenceWithList("Choose a stronger password:", reasons));
-        formError(summary, "The password was not accepted; see the reasons below it.");
+        fieldError("password", sentenceWithList(t("stronger"), reasons.map(translateReason)));
+        formError(summary, t("not-accepted"));
       } else if (fields[error.code]) {
-        fieldError(fields[error.code], error.message).focus();
+        fieldError(fields[error.code], explain(error)).focus();
       } else if (error.status === 429) {
         lockOut(button, summary, error.retryAfter, label);
       } else if (error.status === 422 && reasons.length) {
-        formError(summary, sentenceWithList("Please check these fields:", reasons));
+        formError(summary, sentenceWithList(t("check-fields"), reasons));
       } else {
-        formError(summary, error.message);
+        formError(summary, explain(error));
       }
     });
   }
@@ -469,7 +550,7 @@
 
   function describeDevice(userAgent) {
     const ua = userAgent || "";
-    if (!ua) return "Unknown device";
+    if (!ua) return t("unknown-device");
     const browsers = [
       [/Edg(A|iOS)?\//, "Edge"],
       [/OPR\/|Opera/, "Opera"],
@@ -478,8 +559,8 @@
       [/Chrome\/|CriOS\/|Chromium\//, "Chrome"],
       [/Version\/[\d.]+.*Safari\//, "Safari"],
       [/^curl\//, "curl"],
-      [/python-httpx|python-requests|aiohttp|urllib/i, "Python script"],
-      [/keyturn/i, "Keyturn client"],
+      [/python-httpx|python-requests|aiohttp|urllib/i, t("python-script")],
+      [/keyturn/i, t("keyturn-client")],
     ];
     const systems = [
       [/iPhone|iPad|iPod/, "iOS"],
@@ -492,16 +573,16 @@
     const find = (table) => (table.find(([pattern]) => pattern.test(ua)) || [null, ""])[1];
     const browser = find(browsers);
     const system = find(systems);
-    if (browser && system) return `${browser} on ${system}`;
-    return browser || system || ua.split(/[\s/]/)[0].slice(0, 40) || "Unknown device";
+    if (browser && system) return t("device-on", { browser, system });
+    return browser || system || ua.split(/[\s/]/)[0].slice(0, 40) || t("unknown-device");
   }
 
-  const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-  const absolute = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  const relative = new Intl.RelativeTimeFormat(LANGUAGE, { numeric: "auto" });
+  const absolute = new Intl.DateTimeFormat(LANGUAGE, { dateStyle: "medium", timeStyle: "short" });
 
   function ago(date) {
     const seconds = Math.round((date.getTime() - Date.now()) / 1000);
-    if (Math.abs(seconds) < 45) return "just now";
+    if (Math.abs(seconds) < 45) return t("just-now");
     const steps = [
       [60, "minute"],
       [24, "hour"],
@@ -531,6 +612,7 @@
     const logoutButton = document.getElementById("logout");
     const everywhereButton = document.getElementById("logout-everywhere");
     const reloadButton = document.getElementById("reload");
+    let currentEmail = "";
 
     function signedOut(reason) {
       if (channel) channel.postMessage({ type: "signed-out" });
@@ -542,10 +624,13 @@
         signedOut("expired");
         return;
       }
-      formError(pageError, error.message || "Something went wrong. Reload the page to try again.");
+      formError(pageError, error instanceof ApiError ? explain(error) : t("reload-to-retry"));
     }
 
     function renderUser(user) {
+      currentEmail = user.email;
+      // Only an explicit false: a server without address verification sends no flag at all.
+      document.getElementById("verify-banner").hidden = user.email_verified !== false;
       document.getElementById("user-email").textContent = user.email;
       document.getElementById("user-username").textContent = user.username || "—";
       document.getElementById("user-roles").textContent = user.roles.join(", ");
@@ -575,17 +660,19 @@
         if (session.current) {
           const badge = document.createElement("span");
           badge.className = "badge";
-          badge.textContent = "This device";
+          badge.textContent = t("this-device");
           name.append(badge);
         }
         const meta = document.createElement("p");
         meta.className = "session-meta";
+        const ip = session.ip || t("ip-unknown");
         meta.append(
           // last_used_at is the session's latest login or refresh, not its latest request.
-          `IP ${session.ip || "unknown"} · last refreshed `,
-          timeElement(session.last_used_at, ago(new Date(session.last_used_at))),
-          " · signed in ",
-          timeElement(session.created_at, absolute.format(new Date(session.created_at))),
+          ...tNodes("session-meta", {
+            ip,
+            ago: timeElement(session.last_used_at, ago(new Date(session.last_used_at))),
+            when: timeElement(session.created_at, absolute.format(new Date(session.created_at))),
+          }),
         );
         info.append(name, meta);
 
@@ -594,15 +681,15 @@
         button.className = "secondary";
         const where = document.createElement("span");
         where.className = "visually-hidden";
-        where.textContent = ` ${device}${session.current ? " (this device)" : ""}, IP ${session.ip || "unknown"}`;
-        button.append("Revoke", where);
+        const which = session.current ? "revoke-which-current" : "revoke-which";
+        where.textContent = ` ${t(which, { device, ip })}`;
+        button.append(t("revoke"), where);
         button.addEventListener("click", () => revoke(session, button));
 
         item.append(info, button);
         sessionsList.append(item);
       }
-      const count = sessions.length;
-      sessionsStatus.textContent = `${count} active session${count === 1 ? "" : "s"}.`;
+      sessionsStatus.textContent = tCount("sessions-count", sessions.length);
     }
 
     async function load() {
@@ -633,7 +720,7 @@
         signedOut("signed_out");
         return;
       }
-      sessionsStatus.textContent = `Revoked the session on ${describeDevice(session.user_agent)}.`;
+      sessionsStatus.textContent = t("revoked", { device: describeDevice(session.user_agent) });
       await load();
       reloadButton.focus();
     }
@@ -666,10 +753,9 @@
         clearErrors(form, summary);
         hide(notice);
         const found = [];
-        if (!current.value) found.push(["current-password", "Enter your current password."]);
-        if (!next.value) found.push(["new-password", "Choose a new password."]);
-        else if (characters(next.value) < next.minLength)
-          found.push(["new-password", `This password is too short: ${characters(next.value)} characters.`]);
+        if (!current.value) found.push(["current-password", t("enter-current-password")]);
+        const weak = newPasswordProblem(next, "choose-new-password");
+        if (weak) found.push(["new-password", weak]);
         if (found.length) {
           const inputs = found.map(([id, message]) => fieldError(id, message));
           fieldsSummary(summary, found.length);
@@ -689,20 +775,20 @@
             fail(error);
           } else if (error.code === "invalid_credentials") {
             current.value = "";
-            fieldError("current-password", "That is not your current password.").focus();
+            fieldError("current-password", t("not-current-password")).focus();
           } else if (error.code === "weak_password" && reasons.length) {
-            fieldError("new-password", sentenceWithList("Choose a stronger password:", reasons));
-            formError(summary, "The new password was not accepted; see the reasons below it.");
+            fieldError("new-password", sentenceWithList(t("stronger"), reasons.map(translateReason)));
+            formError(summary, t("new-not-accepted"));
           } else if (error.status === 429) {
             lockOut(button, summary, error.retryAfter, label);
           } else {
-            formError(summary, error.message);
+            formError(summary, explain(error));
           }
           return;
         }
         button.disabled = false;
         form.reset();
-        show(notice, "Your password has been changed. Your other sessions have ended.");
+        show(notice, t("password-changed"));
         await load();
       });
     }
@@ -718,7 +804,7 @@
         event.preventDefault();
         clearErrors(form, summary);
         if (!password.value) {
-          fieldError("delete-password", "Enter your password to confirm.").focus();
+          fieldError("delete-password", t("confirm-with-password")).focus();
           return;
         }
         button.disabled = true;
@@ -730,15 +816,88 @@
             fail(error);
           } else if (error.code === "invalid_credentials") {
             password.value = "";
-            fieldError("delete-password", "That is not your password; nothing was deleted.").focus();
+            fieldError("delete-password", t("not-your-password")).focus();
           } else if (error.status === 429) {
             lockOut(button, summary, error.retryAfter, label);
           } else {
-            formError(summary, error.message);
+            formError(summary, explain(error));
           }
           return;
         }
         signedOut("deleted");
+      });
+    }
+
+    function setupVerifyBanner() {
+      const button = document.getElementById("verify-resend");
+      const status = document.getElementById("verify-status");
+      const label = button.textContent;
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        hide(status);
+        try {
+          await api("POST", "/api/auth/email/verify/resend");
+        } catch (error) {
+          button.disabled = false;
+          if (error instanceof SignedOut) fail(error);
+          else if (error.status === 429) lockOut(button, status, error.retryAfter, label, "too-many");
+          else show(status, explain(error));
+          return;
+        }
+        button.disabled = false;
+        show(status, t("resend-sent", { email: currentEmail }));
+      });
+    }
+
+    function setupEmailChange() {
+      const form = document.getElementById("email-form");
+      const summary = document.getElementById("email-form-error");
+      const notice = document.getElementById("email-notice");
+      const address = document.getElementById("new-email");
+      const password = document.getElementById("email-password");
+      const button = document.getElementById("email-submit");
+      const label = button.textContent;
+
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        clearErrors(form, summary);
+        hide(notice);
+        const found = [];
+        const shape = emailProblem(address);
+        if (shape) found.push(["new-email", shape]);
+        if (!password.value) found.push(["email-password", t("enter-password")]);
+        if (found.length) {
+          const inputs = found.map(([id, message]) => fieldError(id, message));
+          fieldsSummary(summary, found.length);
+          inputs[0].focus();
+          return;
+        }
+        const newEmail = address.value.trim();
+        button.disabled = true;
+        try {
+          await api("POST", "/api/auth/email/change", {
+            new_email: newEmail,
+            current_password: password.value,
+          });
+        } catch (error) {
+          button.disabled = false;
+          if (error instanceof SignedOut) {
+            fail(error);
+          } else if (error.code === "invalid_credentials") {
+            password.value = "";
+            fieldError("email-password", t("not-current-password")).focus();
+          } else if (error.code === "email_taken" || error.code === "invalid_email") {
+            fieldError("new-email", explain(error)).focus();
+          } else if (error.status === 429) {
+            lockOut(button, summary, error.retryAfter, label, "too-many");
+          } else {
+            formError(summary, explain(error));
+          }
+          return;
+        }
+        button.disabled = false;
+        form.reset();
+        show(notice, t("email-change-sent", { email: newEmail }));
       });
     }
 
@@ -747,6 +906,8 @@
       end("/api/auth/logout-all", everywhereButton),
     );
     reloadButton.addEventListener("click", load);
+    setupVerifyBanner();
+    setupEmailChange();
     setupPasswordChange();
     setupAccountDeletion();
     if (channel) {
@@ -757,7 +918,164 @@
     load();
   }
 
-  const setups = { login: setupLogin, register: setupRegister, dashboard: setupDashboard };
+  // ---- Accounts by email -----------------------------------------------------------------------
+
+  // A link's token travels in the fragment (#token=...), which the browser never sends to a
+  // server. It is read once and wiped from the address bar and the history entry, so it is
+  // not left behind for the next person at this browser.
+  function takeTokenFromFragment() {
+    const token = new URLSearchParams(window.location.hash.slice(1)).get("token") || "";
+    if (window.location.hash) {
+      window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    }
+    return token;
+  }
+
+  // The language switch reloads the page; a token still unused goes along in the fragment,
+  // which a redirect without one of its own keeps (RFC 9110 §10.2.2).
+  function keepTokenAcrossLanguageSwitch(token) {
+    for (const link of document.querySelectorAll("a[data-lang-switch]")) {
+      link.href = `${link.href.split("#")[0]}#token=${encodeURIComponent(token)}`;
+    }
+  }
+
+  function setupForgotPassword() {
+    const form = document.getElementById("forgot-form");
+    const summary = document.getElementById("form-error");
+    const notice = document.getElementById("notice");
+    const email = document.getElementById("email");
+    const button = document.getElementById("forgot-submit");
+    const label = button.textContent;
+    email.focus();
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form, summary);
+      hide(notice);
+      const problem = emailProblem(email);
+      if (problem) {
+        fieldError("email", problem).focus();
+        return;
+      }
+      const address = email.value.trim();
+      button.disabled = true;
+      let response;
+      try {
+        response = await send("POST", "/api/auth/password/forgot", { email: address });
+      } catch {
+        button.disabled = false;
+        formError(summary, t("unreachable"));
+        return;
+      }
+      button.disabled = false;
+      if (response.status === 202) {
+        // The same answer for every address: whether an account exists is not told here.
+        show(notice, t("forgot-sent", { email: address }));
+        return;
+      }
+      const error = new ApiError(response, await bodyOf(response));
+      if (error.status === 429) lockOut(button, summary, error.retryAfter, label, "too-many");
+      else if (error.code === "invalid_email") fieldError("email", explain(error)).focus();
+      else formError(summary, explain(error));
+    });
+  }
+
+  function setupResetPassword() {
+    const form = document.getElementById("reset-form");
+    const summary = document.getElementById("form-error");
+    const password = document.getElementById("new-password");
+    const button = document.getElementById("reset-submit");
+    const label = button.textContent;
+    const token = takeTokenFromFragment();
+    if (!token) {
+      form.hidden = true;
+      document.getElementById("no-token").hidden = false;
+      return;
+    }
+    keepTokenAcrossLanguageSwitch(token);
+    password.focus();
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form, summary);
+      const weak = newPasswordProblem(password, "choose-new-password");
+      if (weak) {
+        fieldError("new-password", weak).focus();
+        return;
+      }
+      button.disabled = true;
+      let response;
+      try {
+        response = await send("POST", "/api/auth/password/reset", {
+          token,
+          new_password: password.value,
+        });
+      } catch {
+        button.disabled = false;
+        formError(summary, t("unreachable"));
+        return;
+      }
+      if (response.status === 204) {
+        // Every session of the account has ended, this browser's too.
+        if (channel) channel.postMessage({ type: "signed-out" });
+        window.location.assign("/login?password_reset=1");
+        return;
+      }
+      button.disabled = false;
+      const error = new ApiError(response, await bodyOf(response));
+      const reasons = Array.isArray(error.body.reasons) ? error.body.reasons : [];
+      if (error.code === "invalid_token") {
+        form.hidden = true;
+        formError(summary, t("reset-link-invalid"));
+      } else if (error.code === "weak_password" && reasons.length) {
+        fieldError("new-password", sentenceWithList(t("stronger"), reasons.map(translateReason)));
+        formError(summary, t("new-not-accepted"));
+      } else if (error.status === 429) {
+        lockOut(button, summary, error.retryAfter, label, "too-many");
+      } else {
+        formError(summary, explain(error));
+      }
+    });
+  }
+
+  async function setupVerifyEmail() {
+    const progress = document.getElementById("verify-progress");
+    const notice = document.getElementById("notice");
+    const summary = document.getElementById("form-error");
+    const token = takeTokenFromFragment();
+    const done = (element, content) => {
+      progress.hidden = true;
+      if (element === summary) formError(summary, content);
+      else show(element, content);
+    };
+    if (!token) {
+      done(summary, t("no-token"));
+      return;
+    }
+    let response;
+    try {
+      response = await send("POST", "/api/auth/email/verify", { token });
+    } catch {
+      done(summary, t("unreachable"));
+      return;
+    }
+    const body = await bodyOf(response);
+    if (response.ok) {
+      done(notice, t("verified", { email: (body && body.user && body.user.email) || "" }));
+      return;
+    }
+    const error = new ApiError(response, body);
+    done(summary, error.code === "invalid_token" ? t("verify-link-invalid") : explain(error));
+  }
+
+  const setups = {
+    login: setupLogin,
+    register: setupRegister,
+    dashboard: setupDashboard,
+    "forgot-password": setupForgotPassword,
+    "reset-password": setupResetPassword,
+    "verify-email": setupVerifyEmail,
+  };
   setupReveal();
   const setup = setups[document.body.dataset.page];
   if (setup) setup();
