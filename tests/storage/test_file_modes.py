@@ -34,7 +34,12 @@ def test_new_database_file_and_folder_are_owner_only(tmp_path: Path, usual_umask
         with database.snapshot() as connection:  # a connection holds the -wal and -shm open
             connection.exec_driver_sql("SELECT 1")
             assert mode_of(path.parent) == 0o700
-            for name in ("keyturn.db", "keyturn.db-wal", "keyturn.db-shm"):
+            for name in (
+                "keyturn.db",
+                "keyturn.db-wal",
+                "keyturn.db-shm",
+                "keyturn.db.migrate-lock",
+            ):
                 assert mode_of(path.parent / name) == 0o600, name
     finally:
         database.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -14,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, make_url
 
-from keyturn.storage.db import Database
+from keyturn.storage.db import SQLITE_FILE_MODE, SQLITE_FOLDER_MODE, Database
 
 _PG_MIGRATION_LOCK = 0x6B657974  # an arbitrary application-wide advisory lock id
 
@@ -52,8 +53,10 @@ def _migration_lock(database: Database) -> Iterator[None]:
             yield
             return
         lock_path = Path(path + ".migrate-lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with lock_path.open("a") as handle:
+        lock_path.parent.mkdir(mode=SQLITE_FOLDER_MODE, parents=True, exist_ok=True)
+        # Owner-only like the database beside it; it holds nothing, but says who runs Keyturn.
+        descriptor = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, SQLITE_FILE_MODE)
+        with os.fdopen(descriptor, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
