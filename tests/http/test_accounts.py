@@ -227,3 +227,27 @@ async def test_deleting_ones_account_is_locked_after_max_wrong_passwords(
     assert error_of(locked) == (429, "too_many_requests")
     assert int(locked.headers["Retry-After"]) > 0
     assert (await api.get("/api/auth/me", headers=auth)).status_code == 200
+
+
+async def test_deletion_and_login_guesses_share_one_allowance(make_api: ApiFactory) -> None:
+    """Wrong passwords at the login form and at account deletion use up the same allowance:
+    switching forms gives a guesser no fresh count."""
+    api = await make_api(login_max_failures=3)
+    ada = await login(api, "ada@example.com")
+    auth = bearer(ada.access_token)
+    for _ in range(2):
+        wrong_login = await api.post(
+            "/api/auth/login", json={"email": "ada@example.com", "password": "not it"}
+        )
+        assert error_of(wrong_login) == (401, "invalid_credentials")
+    wrong = await api.post(
+        "/api/auth/account/delete", json={"current_password": "not it"}, headers=auth
+    )
+    assert error_of(wrong) == (401, "invalid_credentials")
+
+    locked = await api.post(
+        "/api/auth/account/delete", json={"current_password": DEFAULT_PASSWORD}, headers=auth
+    )
+
+    assert error_of(locked) == (429, "too_many_requests")
+    assert (await api.get("/api/auth/me", headers=auth)).status_code == 200

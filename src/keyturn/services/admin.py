@@ -3,13 +3,10 @@ passwords; and a user closing their own account, which ends the same way a delet
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy.engine import Connection
 
 from keyturn import errors, wire
 from keyturn.clock import Clock
-from keyturn.config import Settings
 from keyturn.core.audit import AuditEvent
 from keyturn.core.context import NO_CONTEXT, RequestContext
 from keyturn.core.passwords import PasswordHashing
@@ -23,6 +20,7 @@ from keyturn.ratelimit.protocol import RateLimiter
 from keyturn.revocation.service import RevocationService
 from keyturn.services.accounts import check_password, check_roles
 from keyturn.services.audit import AuditTrail
+from keyturn.services.login import LoginThrottle
 from keyturn.storage import audit as audit_store
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
@@ -40,7 +38,7 @@ class AdminService:
         audit: AuditTrail,
         hashing: PasswordHashing,
         limiter: RateLimiter,
-        settings: Settings,
+        throttle: LoginThrottle,
     ) -> None:
         self._database = database
         self._clock = clock
@@ -48,8 +46,7 @@ class AdminService:
         self._audit = audit
         self._hashing = hashing
         self._limiter = limiter
-        self._failure_limit = settings.login_max_failures
-        self._failure_window = timedelta(seconds=settings.login_window_seconds)
+        self._throttle = throttle
 
     def list_users(
         self, *, limit: int = 50, offset: int = 0, email_contains: str | None = None
@@ -193,27 +190,26 @@ class AdminService:
         access token or an unattended browser must not be enough to destroy an account.
         Every session and access token ends at once, as on an admin's deletion.
 
-        Raises InvalidCredentialsError for a wrong password, TooManyRequestsError past
-        KEYTURN_LOGIN_MAX_FAILURES wrong passwords in KEYTURN_LOGIN_WINDOW_SECONDS (even for
-        the right one), LastAdminError for the only enabled admin, UserNotFoundError for an
-        account already gone.
+        Raises InvalidCredentialsError for a wrong password, TooManyRequestsError past the
+        login failure limits (the allowance logins use, even for the right password),
+        LastAdminError for the only enabled admin, UserNotFoundError for an account already
+        gone.
         """
         _refuse_impossible_reference(user_id)
         with self._database.snapshot() as connection:
             user = user_store.find_user_by_id(connection, user_id)
         if user is None:
             raise errors.UserNotFoundError()
-        # A stolen session must not become an unlimited password oracle. The attempt is
-        # counted before the check (and given back on success), as logins are, so guesses
-        # sent in parallel cannot all find the counter low.
-        counter = "account-delete:" + user_id
-        wait = self._limiter.hit(counter, limit=self._failure_limit, window=self._failure_window)
-        if wait is not None:
-            self._limiter.undo(counter)
-            raise errors.TooManyRequestsError(
-                f"Too many wrong passwords; try again in {wait} seconds.",
-                retry_after_seconds=wait,
-            )
+        # A stolen session must not become an unlimited password oracle: the password is
+        # guessed under the login limits (one allowance with logins and password changes),
+        # reserved before the check so that guesses sent in parallel cannot all be tried.
+        counters = self._throttle.reserve_attempt(
+            user.id,
+            user,
+            context=context,
+            event="account_delete_locked",
+            known_address_passes=False,
+        )
         if not self._hashing.verify_password(user.password_hash, current_password):
             with self._database.transaction() as connection:
                 self._audit.record(
@@ -224,7 +220,7 @@ class AdminService:
                     context=context,
                 )
             raise errors.InvalidCredentialsError("The password is incorrect.")
-        self._limiter.undo(counter)
+        self._throttle.release_attempt(counters)
         with self._revocation.batch() as batch:
             _keep_an_admin(batch.connection, user_id)
             batch.end_user_sessions(user_id, reason="account_deleted")

@@ -215,7 +215,7 @@ def build_services(
             audit=audit,
             hashing=hashing,
             limiter=limiter,
-            settings=settings,
+            throttle=throttle,
         ),
         revocation=revocation,
         feed=feed,
