@@ -18,8 +18,8 @@ import pytest
 from starlette.concurrency import run_in_threadpool
 
 from keyturn.config import OWASP_ARGON2_MEMORY_KIB, OWASP_ARGON2_TIME_COST
-from keyturn.mail.outbox import count_pending_mail
 from keyturn.storage.db import Database
+from keyturn.storage.outbox import count_pending_mail
 from tests.support.api import DEFAULT_PASSWORD, register
 from tests.support.environment import ApiFactory
 from tests.support.smtp import free_port

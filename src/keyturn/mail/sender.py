@@ -23,7 +23,6 @@ from sqlalchemy.engine import Connection
 from keyturn.clock import Clock
 from keyturn.config import Settings
 from keyturn.errors import ServiceUnavailableError
-from keyturn.mail import outbox
 from keyturn.mail.messages import MailComposer
 from keyturn.mail.transports import (
     DeliveryError,
@@ -33,6 +32,7 @@ from keyturn.mail.transports import (
 )
 from keyturn.observability import metrics
 from keyturn.storage import audit as audit_store
+from keyturn.storage import outbox
 from keyturn.storage.db import Database
 
 logger = logging.getLogger("keyturn.mail")

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from keyturn.clock import FrozenClock
-from keyturn.mail import outbox
+from keyturn.storage import outbox
 from keyturn.storage.db import Database
 from keyturn.storage.models import mail_outbox
 
