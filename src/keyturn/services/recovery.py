@@ -5,7 +5,7 @@ outbox in the same transaction as the change that asked for it."""
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NoReturn
 
 from sqlalchemy.engine import Connection
@@ -154,8 +154,6 @@ class RecoveryService:
             raise errors.ValidationFailedError("This is the account's address already.")
         self._count("email_change:user:" + user.id, limit=self._settings.email_max_per_address)
         token = new_email_token()
-        ttl = self._links.verify_ttl
-        variables = {"token": token, "ttl_seconds": int(ttl.total_seconds())}
         with self._database.transaction() as connection:
             now = self._clock.now()
             taken = user_store.find_user_by_email(connection, address) is not None
@@ -163,32 +161,18 @@ class RecoveryService:
             email_token_store.end_email_tokens(
                 connection, user.id, purpose=Purpose.EMAIL_CHANGE, now=now
             )
-            if taken:  # the same work, nothing sent: the reply's timing says nothing either
-                self._mailer.rehearse(
-                    connection,
-                    to=address,
-                    name="email_change_confirm",
-                    locale=locale,
-                    variables=variables,
-                )
-            else:
-                email_token_store.insert_email_token(
-                    connection,
-                    token_hash=hash_email_token(token),
-                    purpose=Purpose.EMAIL_CHANGE,
-                    user_id=user.id,
-                    email=address,
-                    now=now,
-                    expires_at=now + ttl,
-                )
-                self._mailer.enqueue(
-                    connection,
-                    to=address,
-                    name="email_change_confirm",
-                    locale=locale,
-                    variables=variables,
-                    user_id=user.id,
-                )
+            # When taken: the same work, nothing sent, so the reply's timing says nothing either.
+            self._mail_link(
+                connection,
+                None if taken else user,
+                to=address,
+                purpose=Purpose.EMAIL_CHANGE,
+                name="email_change_confirm",
+                token=token,
+                ttl=self._links.verify_ttl,
+                now=now,
+                locale=locale,
+            )
             self._mailer.enqueue(
                 connection,
                 to=user.email,
@@ -225,8 +209,6 @@ class RecoveryService:
             limit=self._settings.email_max_per_address,
         )
         token = new_email_token()
-        ttl = self._links.reset_ttl
-        variables = {"token": token, "ttl_seconds": int(ttl.total_seconds())}
         with self._database.transaction() as connection:
             now = self._clock.now()
             user = user_store.find_user_by_email(connection, address)
@@ -235,33 +217,18 @@ class RecoveryService:
             email_token_store.end_email_tokens(
                 connection, user.id if user else "", purpose=Purpose.RESET, now=now
             )
-            if user is None:
-                self._mailer.rehearse(
-                    connection,
-                    to=address,
-                    name="reset_password",
-                    locale=locale,
-                    variables=variables,
-                )
-            else:
-                email_token_store.insert_email_token(
-                    connection,
-                    token_hash=hash_email_token(token),
-                    purpose=Purpose.RESET,
-                    user_id=user.id,
-                    email=user.email,
-                    password_fingerprint=password_fingerprint(user.password_hash),
-                    now=now,
-                    expires_at=now + ttl,
-                )
-                self._mailer.enqueue(
-                    connection,
-                    to=user.email,
-                    name="reset_password",
-                    locale=locale,
-                    variables=variables,
-                    user_id=user.id,
-                )
+            self._mail_link(
+                connection,
+                user,
+                to=user.email if user else address,
+                purpose=Purpose.RESET,
+                name="reset_password",
+                token=token,
+                ttl=self._links.reset_ttl,
+                now=now,
+                locale=locale,
+                fingerprint=password_fingerprint(user.password_hash) if user else None,
+            )
             self._audit.record(
                 connection,
                 "password_reset_requested",
@@ -322,6 +289,41 @@ class RecoveryService:
             self._limiter.reset(known_address_account_key(user.id, ip))
 
     # Shared steps.
+
+    def _mail_link(
+        self,
+        connection: Connection,
+        user: UserRecord | None,
+        *,
+        to: str,
+        purpose: Purpose,
+        name: str,
+        token: str,
+        ttl: timedelta,
+        now: datetime,
+        locale: str,
+        fingerprint: str | None = None,
+    ) -> None:
+        """Store `token` for `user` and mail the link to `to`. Without a user (no account
+        may receive it) the message is composed and dropped instead: the same work, so
+        neither the answer nor its timing tells whether an account was there."""
+        variables = {"token": token, "ttl_seconds": int(ttl.total_seconds())}
+        if user is None:
+            self._mailer.rehearse(connection, to=to, name=name, locale=locale, variables=variables)
+            return
+        email_token_store.insert_email_token(
+            connection,
+            token_hash=hash_email_token(token),
+            purpose=purpose,
+            user_id=user.id,
+            email=to,
+            password_fingerprint=fingerprint,
+            now=now,
+            expires_at=now + ttl,
+        )
+        self._mailer.enqueue(
+            connection, to=to, name=name, locale=locale, variables=variables, user_id=user.id
+        )
 
     def _active_user(self, user_id: str) -> UserRecord:
         with self._database.snapshot() as connection:

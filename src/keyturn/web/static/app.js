@@ -739,23 +739,18 @@
       signedOut("signed_out");
     }
 
-    function setupPasswordChange() {
-      const form = document.getElementById("password-form");
-      const summary = document.getElementById("password-form-error");
-      const notice = document.getElementById("password-notice");
-      const current = document.getElementById("current-password");
-      const next = document.getElementById("new-password");
-      const button = document.getElementById("password-submit");
+    // The flow every account form here shares: its own checks first (every problem at once,
+    // each under its field), then the call with the button disabled so it is sent once.
+    // `check` returns [field id, message] pairs; `submit` makes the call and its result goes
+    // to `done`; `onError` handles the errors only this form knows and says whether it did.
+    // A sign-out, a lockout (`sentence` says why) and anything else are handled alike.
+    function handleForm({ form, summary, notice, button, check, submit, done, onError, sentence }) {
       const label = button.textContent;
-
       form.addEventListener("submit", async (event) => {
         event.preventDefault();
         clearErrors(form, summary);
-        hide(notice);
-        const found = [];
-        if (!current.value) found.push(["current-password", t("enter-current-password")]);
-        const weak = newPasswordProblem(next, "choose-new-password");
-        if (weak) found.push(["new-password", weak]);
+        if (notice) hide(notice);
+        const found = check();
         if (found.length) {
           const inputs = found.map(([id, message]) => fieldError(id, message));
           fieldsSummary(summary, found.length);
@@ -763,68 +758,83 @@
           return;
         }
         button.disabled = true;
+        let result;
         try {
-          await api("POST", "/api/auth/password", {
-            current_password: current.value,
-            new_password: next.value,
-          });
+          result = await submit();
         } catch (error) {
           button.disabled = false;
+          if (error instanceof SignedOut) fail(error);
+          else if (onError(error)) return;
+          else if (error.status === 429) lockOut(button, summary, error.retryAfter, label, sentence);
+          else formError(summary, explain(error));
+          return;
+        }
+        await done(result);
+      });
+    }
+
+    function setupPasswordChange() {
+      const form = document.getElementById("password-form");
+      const notice = document.getElementById("password-notice");
+      const summary = document.getElementById("password-form-error");
+      const current = document.getElementById("current-password");
+      const next = document.getElementById("new-password");
+      const button = document.getElementById("password-submit");
+      handleForm({
+        form,
+        summary,
+        notice,
+        button,
+        check() {
+          const found = [];
+          if (!current.value) found.push(["current-password", t("enter-current-password")]);
+          const weak = newPasswordProblem(next, "choose-new-password");
+          if (weak) found.push(["new-password", weak]);
+          return found;
+        },
+        submit: () =>
+          api("POST", "/api/auth/password", {
+            current_password: current.value,
+            new_password: next.value,
+          }),
+        async done() {
+          button.disabled = false;
+          form.reset();
+          show(notice, t("password-changed"));
+          await load();
+        },
+        onError(error) {
           const reasons = Array.isArray(error.body && error.body.reasons) ? error.body.reasons : [];
-          if (error instanceof SignedOut) {
-            fail(error);
-          } else if (error.code === "invalid_credentials") {
+          if (error.code === "invalid_credentials") {
             current.value = "";
             fieldError("current-password", t("not-current-password")).focus();
           } else if (error.code === "weak_password" && reasons.length) {
             fieldError("new-password", sentenceWithList(t("stronger"), reasons.map(translateReason)));
             formError(summary, t("new-not-accepted"));
-          } else if (error.status === 429) {
-            lockOut(button, summary, error.retryAfter, label);
           } else {
-            formError(summary, explain(error));
+            return false;
           }
-          return;
-        }
-        button.disabled = false;
-        form.reset();
-        show(notice, t("password-changed"));
-        await load();
+          return true;
+        },
       });
     }
 
     function setupAccountDeletion() {
-      const form = document.getElementById("delete-form");
-      const summary = document.getElementById("delete-form-error");
       const password = document.getElementById("delete-password");
-      const button = document.getElementById("delete-submit");
-      const label = button.textContent;
-
-      form.addEventListener("submit", async (event) => {
-        event.preventDefault();
-        clearErrors(form, summary);
-        if (!password.value) {
-          fieldError("delete-password", t("confirm-with-password")).focus();
-          return;
-        }
-        button.disabled = true;
-        try {
-          await api("POST", "/api/auth/account/delete", { current_password: password.value });
-        } catch (error) {
-          button.disabled = false;
-          if (error instanceof SignedOut) {
-            fail(error);
-          } else if (error.code === "invalid_credentials") {
-            password.value = "";
-            fieldError("delete-password", t("not-your-password")).focus();
-          } else if (error.status === 429) {
-            lockOut(button, summary, error.retryAfter, label);
-          } else {
-            formError(summary, explain(error));
-          }
-          return;
-        }
-        signedOut("deleted");
+      handleForm({
+        form: document.getElementById("delete-form"),
+        summary: document.getElementById("delete-form-error"),
+        button: document.getElementById("delete-submit"),
+        check: () => (password.value ? [] : [["delete-password", t("confirm-with-password")]]),
+        submit: () => api("POST", "/api/auth/account/delete", { current_password: password.value }),
+        // Leaving the page: the button stays disabled.
+        done: () => signedOut("deleted"),
+        onError(error) {
+          if (error.code !== "invalid_credentials") return false;
+          password.value = "";
+          fieldError("delete-password", t("not-your-password")).focus();
+          return true;
+        },
       });
     }
 
@@ -851,53 +861,47 @@
 
     function setupEmailChange() {
       const form = document.getElementById("email-form");
-      const summary = document.getElementById("email-form-error");
       const notice = document.getElementById("email-notice");
       const address = document.getElementById("new-email");
       const password = document.getElementById("email-password");
       const button = document.getElementById("email-submit");
-      const label = button.textContent;
-
-      form.addEventListener("submit", async (event) => {
-        event.preventDefault();
-        clearErrors(form, summary);
-        hide(notice);
-        const found = [];
-        const shape = emailProblem(address);
-        if (shape) found.push(["new-email", shape]);
-        if (!password.value) found.push(["email-password", t("enter-password")]);
-        if (found.length) {
-          const inputs = found.map(([id, message]) => fieldError(id, message));
-          fieldsSummary(summary, found.length);
-          inputs[0].focus();
-          return;
-        }
-        const newEmail = address.value.trim();
-        button.disabled = true;
-        try {
+      handleForm({
+        form,
+        summary: document.getElementById("email-form-error"),
+        notice,
+        button,
+        sentence: "too-many",
+        check() {
+          const found = [];
+          const shape = emailProblem(address);
+          if (shape) found.push(["new-email", shape]);
+          if (!password.value) found.push(["email-password", t("enter-password")]);
+          return found;
+        },
+        async submit() {
+          const newEmail = address.value.trim();
           await api("POST", "/api/auth/email/change", {
             new_email: newEmail,
             current_password: password.value,
           });
-        } catch (error) {
+          return newEmail;
+        },
+        done(newEmail) {
           button.disabled = false;
-          if (error instanceof SignedOut) {
-            fail(error);
-          } else if (error.code === "invalid_credentials") {
+          form.reset();
+          show(notice, t("email-change-sent", { email: newEmail }));
+        },
+        onError(error) {
+          if (error.code === "invalid_credentials") {
             password.value = "";
             fieldError("email-password", t("not-current-password")).focus();
           } else if (error.code === "email_taken" || error.code === "invalid_email") {
             fieldError("new-email", explain(error)).focus();
-          } else if (error.status === 429) {
-            lockOut(button, summary, error.retryAfter, label, "too-many");
           } else {
-            formError(summary, explain(error));
+            return false;
           }
-          return;
-        }
-        button.disabled = false;
-        form.reset();
-        show(notice, t("email-change-sent", { email: newEmail }));
+          return true;
+        },
       });
     }
 
