@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from keyturn.core.keys import SigningKey, load_signing_key
 from keyturn.core.sealing import Sealer
 from keyturn.storage.models import signing_keys
+from keyturn.storage.secrets import reseal_column
 
 
 def load_keys(connection: Connection, *, algorithm: str, sealer: Sealer) -> list[SigningKey]:
@@ -92,14 +93,6 @@ def revoke_key(connection: Connection, kid: str, *, now: datetime) -> bool:
 
 def reseal_keys(connection: Connection, sealer: Sealer) -> int:
     """Seal plain-text private keys (and renew older seals) with the current key."""
-    rows = connection.execute(select(signing_keys.c.kid, signing_keys.c.private_key_pem)).all()
-    count = 0
-    for kid, stored in rows:
-        if sealer.needs_resealing(stored):
-            connection.execute(
-                update(signing_keys)
-                .where(signing_keys.c.kid == kid)
-                .values(private_key_pem=sealer.reseal(stored))
-            )
-            count += 1
-    return count
+    return reseal_column(
+        connection, sealer, key=signing_keys.c.kid, value=signing_keys.c.private_key_pem
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -35,14 +35,22 @@ def get_or_create_secret(
 
 def reseal_secrets(connection: Connection, sealer: Sealer) -> int:
     """Seal plain-text secrets (and renew older seals) with the current key."""
-    rows = connection.execute(select(server_secrets.c.name, server_secrets.c.value)).all()
+    return reseal_column(
+        connection, sealer, key=server_secrets.c.name, value=server_secrets.c.value
+    )
+
+
+def reseal_column(
+    connection: Connection, sealer: Sealer, *, key: Column[str], value: Column[str]
+) -> int:
+    """Seal every plain-text `value` of its table (and renew older seals) with the current
+    key, row by row as `key` names them; the number of rows rewritten."""
+    rows = connection.execute(select(key, value)).all()
     count = 0
     for name, stored in rows:
         if sealer.needs_resealing(stored):
             connection.execute(
-                update(server_secrets)
-                .where(server_secrets.c.name == name)
-                .values(value=sealer.reseal(stored))
+                update(value.table).where(key == name).values({value.name: sealer.reseal(stored)})
             )
             count += 1
     return count
