@@ -147,58 +147,42 @@ def _ours(mail: ClaimedMail) -> ColumnElement[bool]:
     )
 
 
-def mark_mail_sent(connection: Connection, mail: ClaimedMail, *, now: datetime) -> bool:
-    """Record a delivery; the stored message (and the links in it) is dropped at once.
-    False when the claim was lost meanwhile."""
+def _end_claim(connection: Connection, mail: ClaimedMail, **values: object) -> bool:
+    """Set `values` and let go of the claim, only while the claim is still ours (a sender
+    whose lease ran out must not overwrite a later sender's outcome). False when it is not."""
     result = connection.execute(
         update(mail_outbox)
         .where(_ours(mail))
-        .values(
-            status=SENT,
-            finished_at=now,
-            message=None,
-            claimed_until=None,
-            claim_token=None,
-            last_error=None,
-        )
+        .values(claimed_until=None, claim_token=None, **values)
     )
     return result.rowcount == 1
+
+
+def mark_mail_sent(connection: Connection, mail: ClaimedMail, *, now: datetime) -> bool:
+    """Record a delivery; the stored message (and the links in it) is dropped at once.
+    False when the claim was lost meanwhile."""
+    return _end_claim(connection, mail, status=SENT, finished_at=now, message=None, last_error=None)
 
 
 def schedule_mail_retry(
     connection: Connection, mail: ClaimedMail, *, at: datetime, error: str
 ) -> bool:
     """Release the claim and try again at `at`, keeping why this attempt failed."""
-    result = connection.execute(
-        update(mail_outbox)
-        .where(_ours(mail))
-        .values(
-            next_attempt_at=at,
-            claimed_until=None,
-            claim_token=None,
-            last_error=error[:_ERROR_LENGTH],
-        )
-    )
-    return result.rowcount == 1
+    return _end_claim(connection, mail, next_attempt_at=at, last_error=error[:_ERROR_LENGTH])
 
 
 def mark_mail_failed(
     connection: Connection, mail: ClaimedMail, *, now: datetime, error: str
 ) -> bool:
     """Give up on a message and record why; its stored copy is dropped."""
-    result = connection.execute(
-        update(mail_outbox)
-        .where(_ours(mail))
-        .values(
-            status=FAILED,
-            finished_at=now,
-            message=None,
-            claimed_until=None,
-            claim_token=None,
-            last_error=error[:_ERROR_LENGTH],
-        )
+    return _end_claim(
+        connection,
+        mail,
+        status=FAILED,
+        finished_at=now,
+        message=None,
+        last_error=error[:_ERROR_LENGTH],
     )
-    return result.rowcount == 1
 
 
 def retry_at(
@@ -254,9 +238,4 @@ def purge_finished_mail(
 
 def release_mail(connection: Connection, mail: ClaimedMail) -> bool:
     """Hand a claimed message back untried (the attempt it counted is taken back)."""
-    result = connection.execute(
-        update(mail_outbox)
-        .where(_ours(mail))
-        .values(claimed_until=None, claim_token=None, attempts=mail_outbox.c.attempts - 1)
-    )
-    return result.rowcount == 1
+    return _end_claim(connection, mail, attempts=mail_outbox.c.attempts - 1)
