@@ -24,7 +24,7 @@ from tests.support.api import DEFAULT_PASSWORD, register
 from tests.support.environment import ApiFactory
 from tests.support.smtp import free_port
 
-SAMPLES = 41
+SAMPLES = 101  # the median of 41 moved by +-8 % between runs on a busy machine
 REGISTER_SAMPLES = 41  # each costs a production-strength hash
 LIMITS = {
     "email_max_per_address": 10_000,
@@ -103,8 +103,8 @@ async def test_forgot_password_takes_as_long_for_an_unknown_address(
     known: list[float] = []
     unknown: list[float] = []
     bodies: set[bytes] = set()
-    for n in range(SAMPLES):  # interleaved, so load on the machine hits both alike
-        for email, samples in (("ada@example.com", known), (f"nobody{n}@example.com", unknown)):
+    for _ in range(SAMPLES):  # interleaved, so load on the machine hits both alike
+        for email, samples in (("ada@example.com", known), ("nobody@example.com", unknown)):
             elapsed, response = await timed_forgot(api, email)
             assert response.status_code == 202
             bodies.add(response.content)

@@ -71,6 +71,11 @@ def enqueue_mail(
     return int(result.scalar_one())
 
 
+def delete_mail(connection: Connection, mail_id: int) -> None:
+    """Remove a message inserted in this transaction (a rehearsal's)."""
+    connection.execute(delete(mail_outbox).where(mail_outbox.c.id == mail_id))
+
+
 def _due(now: datetime) -> ColumnElement[bool]:
     return and_(
         mail_outbox.c.status == PENDING,
