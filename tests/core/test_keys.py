@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from keyturn.core import keys as keys_module
 from keyturn.core.keys import (
     ASYMMETRIC_ALGORITHMS,
     KeyRing,
@@ -71,3 +72,10 @@ def test_refuses_odd_entries() -> None:
     for entry in odd:
         with pytest.raises(ValueError):
             public_key_from_jwk(entry)
+
+
+def test_a_new_kid_never_begins_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kid starting with "-" would read as an option to `keyturn keys revoke KID`."""
+    draws = iter(["-dashfirst", "-again", "plainkid"])
+    monkeypatch.setattr(keys_module.secrets, "token_urlsafe", lambda _n: next(draws))
+    assert keys_module.new_kid() == "plainkid"

@@ -93,7 +93,11 @@ def _pkcs8_pem(private_key: Any) -> bytes:
 
 
 def new_kid() -> str:
-    return secrets.token_urlsafe(12)
+    """A random kid that never begins with "-", so `keyturn keys revoke KID` cannot read it
+    as an option."""
+    while (kid := secrets.token_urlsafe(12)).startswith("-"):
+        pass
+    return kid
 
 
 _PRIVATE_KEY_TYPES: dict[str, type[Any]] = {
