@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 import time
 from collections import defaultdict
@@ -52,7 +53,9 @@ class Soak:
     minutes: dict[int, Minute] = field(default_factory=lambda: defaultdict(Minute))
 
     def note(self, action: str, status: int, seconds: float) -> None:
-        minute = self.minutes[int((time.monotonic() - self.started) // 60)]
+        # Answers that arrive after the deadline belong to the last minute of the run.
+        last = max(0, math.ceil(self.seconds / 60) - 1)
+        minute = self.minutes[min(last, int((time.monotonic() - self.started) // 60))]
         minute.latencies.append(seconds)
         minute.by_status[f"{action} {status}"] += 1
         if status >= 500:
