@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Algorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
+RefreshBinding = Literal["off", "user_agent", "network"]
 
 # OWASP Password Storage Cheat Sheet, Argon2id: m=19 MiB, t=2, p=1.
 OWASP_ARGON2_MEMORY_KIB = 19456
@@ -56,6 +57,18 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = Field(86400, ge=1, description="Idle lifetime, no remember_me.")
     session_max_age_seconds: int = Field(7776000, ge=1, description="Absolute session lifetime.")
     refresh_reuse_grace_seconds: int = Field(10, ge=0, le=300)
+    refresh_recovery_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description="After an instance starts, a rotated token whose successor was never used"
+        " gets that successor again for this long (answers lost in a crash); 0: never.",
+    )
+    refresh_binding: RefreshBinding = Field(
+        "off",
+        description="Bind a session's refreshes to its User-Agent or to its network (IPv4 /24,"
+        " IPv6 /48); a refresh from elsewhere ends the session.",
+    )
 
     secrets_key: SecretStr | None = Field(
         None, description="Seals secrets at rest (signing keys, CSRF key); a Fernet key."

@@ -217,3 +217,44 @@ async def test_an_answer_without_tokens_is_a_clear_error() -> None:
     with pytest.raises(KeyturnClientError):
         await auth.login()
     await auth.aclose()
+
+
+class LosingTransport(RecordingTransport):
+    """Delivers the first refresh to the app, then drops its answer on the way back, as a
+    mobile connection that resets after the server committed."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        super().__init__(inner)
+        self.lost: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if request.url.path == "/api/auth/refresh" and not self.lost:
+            await response.aread()
+            self.lost.append(response.json()["refresh_token"])
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+
+async def test_a_refresh_whose_answer_was_lost_is_retried_with_the_same_token(
+    setup: Setup, clock: FrozenClock
+) -> None:
+    """The rotation committed but its answer never arrived: the SDK sends the same token
+    again at once, gets the very successor it missed, and the session goes on."""
+    losing = LosingTransport(setup.app_transport)
+    auth = AsyncKeyturnAuth(
+        TEST_ISSUER, transport=losing, email="ada@example.com", password=DEFAULT_PASSWORD
+    )
+    async with setup.client(auth) as client:
+        assert (await client.get("/api/auth/me")).status_code == 200
+        clock.advance(seconds=901)
+
+        me = await client.get("/api/auth/me")
+
+    assert me.status_code == 200
+    first = losing.refresh_tokens[0]
+    assert losing.refresh_tokens == [first, first]
+    stored = auth.store.load()
+    assert stored is not None and stored.refresh_token == losing.lost[0]
+    assert losing.logins == 1
+    await auth.aclose()

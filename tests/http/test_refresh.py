@@ -168,3 +168,26 @@ async def test_access_tokens_expire_with_jitter_below_ttl(make_api) -> None:
         tokens = await login(api, create=False)
     assert all(950 <= lifetime <= 1000 for lifetime in lifetimes)
     assert len(lifetimes) > 1
+
+
+async def test_a_refresh_bound_to_the_user_agent_ends_the_session_from_another(
+    make_api,
+) -> None:
+    """KEYTURN_REFRESH_BINDING=user_agent: the same browser refreshes; a token replayed with
+    another User-Agent gets 401 invalid_refresh_token and the session is over for everyone."""
+    api = await make_api(refresh_binding="user_agent")
+    api.headers["User-Agent"] = "Phone/1.0"
+    first = await login(api)
+    same = await refresh(api, first.refresh_token)
+    assert same.status_code == 200
+
+    stolen = await api.post(
+        "/api/auth/refresh",
+        json={"refresh_token": same.json()["refresh_token"]},
+        headers={"User-Agent": "curl/8.5"},
+    )
+
+    assert error_of(stolen) == (401, "invalid_refresh_token")
+    me = await api.get("/api/auth/me", headers=bearer(same.json()["access_token"]))
+    assert me.status_code == 401
+    assert (await refresh(api, same.json()["refresh_token"])).status_code == 401

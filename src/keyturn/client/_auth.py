@@ -4,7 +4,9 @@ On a 401 `token_expired` the SDK refreshes once and sends the request again. Con
 requests share one refresh (single flight): the first to find the token stale refreshes under
 a lock, stores the rotated pair, and everyone else picks up the stored result. Keyturn rotates
 refresh tokens and treats a rotated token presented again as theft, so a refresh token is sent
-at most once and its successor is stored before anyone else may refresh.
+at most once and its successor is stored before anyone else may refresh; the one exception
+is a refresh whose answer never came, sent again promptly with the same token (the server
+answers it with the same successor within its grace window).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from keyturn.client._store import MemoryTokenStore, Tokens, TokenStore
 LOGIN_PATH = "/api/auth/login"
 REFRESH_PATH = "/api/auth/refresh"
 LOGOUT_PATH = "/api/auth/logout"
+# A refresh whose answer never came (connection reset, timeout) may have rotated the token at
+# Keyturn, and only the token sent gets that successor again, within the grace window (10 s
+# by default). So the same token goes out again promptly, never a login or a guess.
+REFRESH_RETRY_DELAYS = (0.25, 1.0, 2.0)
 
 
 class _Credentials:
@@ -206,9 +212,7 @@ class KeyturnAuth(httpx.Auth):
             if current is not None and current.access_token != stale:
                 return current  # another thread refreshed while we waited
             if current is not None:
-                response = self._http.post(
-                    REFRESH_PATH, json={"refresh_token": current.refresh_token}
-                )
+                response = self._send_refresh(current.refresh_token)
                 if response.status_code == 200:
                     return self._credentials.keep(response, failure=SessionEndedError)
                 if response.status_code not in (400, 401):
@@ -217,6 +221,16 @@ class KeyturnAuth(httpx.Auth):
                 if not self._credentials.can_log_in:
                     raise _error(response, SessionEndedError)
             return self._login()
+
+    def _send_refresh(self, refresh_token: str) -> httpx.Response:
+        for delay in (*REFRESH_RETRY_DELAYS, None):
+            try:
+                return self._http.post(REFRESH_PATH, json={"refresh_token": refresh_token})
+            except httpx.TransportError:
+                if delay is None:
+                    raise  # still unknown: the tokens are kept for a later try
+                time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def _login(self) -> Tokens:
         body = self._credentials.login_body()
@@ -316,9 +330,7 @@ class AsyncKeyturnAuth(httpx.Auth):
             if current is not None and current.access_token != stale:
                 return current  # another task refreshed while we waited
             if current is not None:
-                response = await self._http.post(
-                    REFRESH_PATH, json={"refresh_token": current.refresh_token}
-                )
+                response = await self._send_refresh(current.refresh_token)
                 if response.status_code == 200:
                     return self._credentials.keep(response, failure=SessionEndedError)
                 if response.status_code not in (400, 401):
@@ -327,6 +339,16 @@ class AsyncKeyturnAuth(httpx.Auth):
                 if not self._credentials.can_log_in:
                     raise _error(response, SessionEndedError)
             return await self._login()
+
+    async def _send_refresh(self, refresh_token: str) -> httpx.Response:
+        for delay in (*REFRESH_RETRY_DELAYS, None):
+            try:
+                return await self._http.post(REFRESH_PATH, json={"refresh_token": refresh_token})
+            except httpx.TransportError:
+                if delay is None:
+                    raise  # still unknown: the tokens are kept for a later try
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def _login(self) -> Tokens:
         body = self._credentials.login_body()

@@ -35,6 +35,7 @@ from keyturn.services.hashing import HashingGate
 from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.login import LoginService, LoginThrottle
+from keyturn.services.lost_answers import LostAnswers
 from keyturn.services.recovery import RecoveryService
 from keyturn.services.rotation import RotationService
 from keyturn.services.sealing import development_key_in_use, load_sealer, seal_stored_secrets
@@ -65,6 +66,7 @@ class Services:
     feed: RevocationFeed
     limiter: RateLimiter
     upkeep: Upkeep
+    lost_answers: LostAnswers
     browser: BrowserService
     hashing: HashingGate
     password_hashing: PasswordHashing
@@ -83,6 +85,8 @@ class Services:
             await to_thread.run_sync(self.keyring.ensure_signing_key)
             await to_thread.run_sync(self.feed.sync_now)
             await to_thread.run_sync(self.browser.load_key)
+            # Answers in flight when an earlier process died may be lost: see lost_answers.
+            await to_thread.run_sync(self.lost_answers.record_start, self.database)
         except BaseException:
             self.database.dispose()  # a start that fails (keys it cannot unseal) leaks nothing
             raise
@@ -173,6 +177,7 @@ def build_services(
     )
     throttle = LoginThrottle(settings, database, clock, limiter=limiter, audit=audit)
     revocation.key_listeners.append(access.forget_key)
+    lost_answers = LostAnswers(settings, clock, audit=audit)
     return Services(
         settings=settings,
         clock=clock,
@@ -198,6 +203,7 @@ def build_services(
             audit=audit,
             issuing=issuing,
             client_limits=client_limits,
+            lost_answers=lost_answers,
         ),
         sessions=SessionService(
             database,
@@ -220,6 +226,7 @@ def build_services(
         revocation=revocation,
         feed=feed,
         limiter=limiter,
+        lost_answers=lost_answers,
         upkeep=Upkeep(
             settings,
             database,

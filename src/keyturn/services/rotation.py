@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from keyturn import errors
 from keyturn.clock import Clock
 from keyturn.config import Settings
+from keyturn.core.binding import binding_check
 from keyturn.core.context import NO_CONTEXT, RequestContext
 from keyturn.core.refresh import (
     RefreshVerdict,
@@ -32,6 +33,7 @@ from keyturn.ratelimit.limits import ClientLimits
 from keyturn.revocation.service import RevocationBatch, RevocationService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.issuing import IssuedTokens, IssuingService, session_lifetimes
+from keyturn.services.lost_answers import LostAnswers
 from keyturn.storage import sessions as session_store
 from keyturn.storage.group_commit import GroupCommit
 
@@ -71,8 +73,11 @@ class RotationService:
         audit: AuditTrail,
         issuing: IssuingService,
         client_limits: ClientLimits | None = None,
+        lost_answers: LostAnswers | None = None,
     ) -> None:
         self._client_limits = client_limits
+        self._binding = binding_check(settings.refresh_binding)
+        self._lost_answers = lost_answers if lost_answers and lost_answers.enabled else None
         self._clock = clock
         self._audit = audit
         self._issue = issuing.issue_tokens
@@ -133,6 +138,8 @@ class RotationService:
             return errors.RefreshTokenExpiredError()
         if user is None or user.is_disabled:
             return errors.InvalidRefreshTokenError("The account is not active.")
+        if self._binding is not None and not self._binding(session, prepared.context):
+            return self._end_as_stolen(batch, prepared, session, user, "refresh_binding_mismatch")
         successor: str | None = None
         verdict = judge_refresh(stored, now=now, grace=self._grace)
         if verdict is RefreshVerdict.ROTATE:
@@ -158,21 +165,41 @@ class RotationService:
             successor = open_successor(prepared.refresh_token, stored.sealed_successor)
         if verdict is RefreshVerdict.EXPIRED:
             return errors.RefreshTokenExpiredError()
-        if verdict is RefreshVerdict.REUSED or successor is None:
-            batch.end_sessions([session.id], reason="refresh_token_reused")
-            self._audit.record(
-                connection,
-                "refresh_token_reused",
-                user_id=user.id,
-                session_id=session.id,
-                context=prepared.context,
+        if verdict is RefreshVerdict.REUSED and self._lost_answers is not None:
+            successor = self._lost_answers.successor_to_resend(
+                connection, stored, prepared.refresh_token, now=now
             )
-            return errors.RefreshTokenReusedError()
+        if successor is None:
+            return self._end_as_stolen(batch, prepared, session, user, "refresh_token_reused")
         return _Rotation(
             successor=successor,
             session=session,
             user=user,
-            repeated=verdict is RefreshVerdict.WITHIN_GRACE,
+            repeated=verdict is not RefreshVerdict.ROTATE,
+        )
+
+    def _end_as_stolen(
+        self,
+        batch: RevocationBatch,
+        prepared: _PreparedRotation,
+        session: Session,
+        user: UserRecord,
+        event: str,
+    ) -> errors.KeyturnError:
+        """End the whole session (a stolen token's holder keeps nothing) and say why."""
+        batch.end_sessions([session.id], reason=event)
+        self._audit.record(
+            batch.connection,
+            event,
+            user_id=user.id,
+            session_id=session.id,
+            context=prepared.context,
+        )
+        if event == "refresh_token_reused":
+            return errors.RefreshTokenReusedError()
+        return errors.InvalidRefreshTokenError(
+            "The session has ended: this refresh came from another device or network than"
+            " the session was opened from."
         )
 
     def _lifetimes(self, remember_me: bool) -> SessionLifetimes:

@@ -37,6 +37,16 @@ def insert_event(
     )
 
 
+def has_event_since(connection: Connection, event: str, *, since: datetime) -> bool:
+    """Whether `event` was recorded after `since` (a range on the occurred_at index)."""
+    found = connection.execute(
+        select(audit_events.c.id)
+        .where(audit_events.c.occurred_at > since, audit_events.c.event == event)
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def list_events(
     connection: Connection,
     *,

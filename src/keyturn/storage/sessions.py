@@ -355,6 +355,17 @@ def refetch_refresh_token(connection: Connection, refresh_token_id: int) -> Stor
     return _refresh(row)
 
 
+_ROTATED_AT_BY_HASH = select(refresh_tokens.c.rotated_at).where(
+    refresh_tokens.c.token_hash == bindparam("token_hash")
+)
+
+
+def is_unused_refresh_token(connection: Connection, token_hash: str) -> bool:
+    """Whether a refresh token exists and has never been presented (not rotated yet)."""
+    row = connection.execute(_ROTATED_AT_BY_HASH, {"token_hash": token_hash}).first()
+    return row is not None and row[0] is None
+
+
 def forget_successor(connection: Connection, session_id: str) -> None:
     """Drop the sealed successors of an ended session: nothing of it can be replayed."""
     connection.execute(
