@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import func, select
 
 from keyturn import errors
+from keyturn.clock import FrozenClock
 from keyturn.core.passkeys import passkey_amr
 from keyturn.services.container import Services
 from keyturn.storage import passkeys as passkey_store
+from keyturn.storage.models import passkey_challenges
 from tests.support.api import DEFAULT_PASSWORD
 from tests.support.authenticator import SoftwareAuthenticator
 from tests.support.environment import TEST_ISSUER
@@ -96,3 +99,18 @@ def test_the_factor_side_can_ask_and_remove_passkeys(services: Services) -> None
         assert passkey_store.has_passkeys(connection, ada)
         assert passkey_store.delete_passkeys(connection, ada) == 1
         assert not passkey_store.has_passkeys(connection, ada)
+
+
+def test_the_purge_deletes_expired_challenges(services: Services, clock: FrozenClock) -> None:
+    """Unused challenges (anyone may ask for login options) do not pile up: once expired, the
+    periodic purge deletes them; live ones stay."""
+    services.passkey_login.login_options()
+    clock.advance(seconds=200)
+    services.passkey_login.login_options()
+    clock.advance(seconds=101)
+
+    services.upkeep.purge()
+
+    with services.database.snapshot() as connection:
+        left = connection.execute(select(func.count()).select_from(passkey_challenges)).scalar()
+    assert left == 1
