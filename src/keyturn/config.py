@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     public_origin: str | None = Field(
         None, description="https://auth.example.com; checked against Origin on cookie requests."
     )
+    rp_name: str = Field(
+        "Keyturn",
+        min_length=1,
+        max_length=64,
+        description="The name passkey prompts show; the rp id is the host of the public origin.",
+    )
     cookie_secure: bool | None = Field(
         None, description="Force Secure cookies on or off; default: on unless development http."
     )

@@ -235,6 +235,34 @@ class LastAdminError(KeyturnError):
     )
 
 
+class InvalidCredentialError(KeyturnError):
+    """A passkey assertion that does not prove anything: unknown credential, another origin,
+    an unknown or used challenge, a bad signature, a malformed credential. One answer for all."""
+
+    code = wire.INVALID_CREDENTIAL
+    status = 401
+    default_message = "This passkey could not be verified."
+
+
+class InvalidNewCredentialError(InvalidCredentialError):
+    """A passkey registration that cannot be accepted: the caller is signed in, so a 400."""
+
+    status = 400
+    default_message = "This passkey could not be registered."
+
+
+class InvalidMfaTokenError(KeyturnError):
+    code = wire.INVALID_MFA_TOKEN
+    status = 401
+    default_message = "The MFA token is unknown, used or expired; log in again."
+
+
+class PasskeyNotFoundError(KeyturnError):
+    code = wire.PASSKEY_NOT_FOUND
+    status = 404
+    default_message = "No such passkey."
+
+
 class UnsupportedGrantTypeError(KeyturnError):
     code = wire.UNSUPPORTED_GRANT_TYPE
     status = 400

@@ -38,6 +38,10 @@ SESSION_NOT_FOUND: Final = "session_not_found"
 USER_NOT_FOUND: Final = "user_not_found"
 LAST_ADMIN: Final = "last_admin"
 
+INVALID_CREDENTIAL: Final = "invalid_credential"  # a WebAuthn credential (passkey)
+INVALID_MFA_TOKEN: Final = "invalid_mfa_token"
+PASSKEY_NOT_FOUND: Final = "passkey_not_found"
+
 # OAuth 2.0 error codes (RFC 6749 §5.2) the /oauth routes answer with.
 INVALID_GRANT: Final = "invalid_grant"
 INVALID_CLIENT: Final = "invalid_client"

@@ -371,7 +371,7 @@ def test_language_switch_by_keyboard_is_remembered(browser: Browser, server: Key
     cookie = next(c for c in context.cookies() if c["name"] == "lang")
     assert (cookie["value"], cookie["sameSite"], cookie["path"]) == ("ko", "Lax", "/")
     page.goto(f"{server.url}/login")
-    expect(page.get_by_role("button", name="로그인")).to_be_visible()
+    expect(page.get_by_role("button", name="로그인", exact=True)).to_be_visible()
     screenshot(page, "login-ko")
     page.goto(f"{server.url}/register")
     screenshot(page, "register-ko")

@@ -115,7 +115,8 @@ def test_every_key_the_script_uses_is_in_the_page() -> None:
     keys = set(re.findall(r'\bt(?:Nodes|Count)?\(\s*"([\w-]+)"', source))
     keys |= set(re.findall(r'"((?:reason|notice)-[\w-]+)"', source))
     keys |= {"lockout", "too-many", "choose-password", "choose-new-password"}
-    strings = (TEMPLATES / "_strings.html").read_text()
+    # _strings.html and the parts it includes (_strings_passkeys.html, ...).
+    strings = "".join(path.read_text() for path in TEMPLATES.glob("_strings*.html"))
     defined = set(re.findall(r'data-key="([\w-]+)"', strings))
     plural = {key for key in re.findall(r'tCount\(\s*"([\w-]+)"', source)}
     missing = {key for key in keys - plural if key not in defined}

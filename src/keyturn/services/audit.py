@@ -14,10 +14,12 @@ from keyturn.storage import audit as audit_store
 
 logger = logging.getLogger("keyturn.security")
 # Events an operator should hear about as they happen, not only when reading the trail:
-# someone guessing passwords, and a refresh token replayed after rotation (likely stolen).
+# someone guessing passwords, a refresh token replayed after rotation (likely stolen), and a
+# passkey whose counter went back (its key may have been copied).
 _WARNINGS = {
     "login_locked": "logins refused: too many failed attempts",
     "refresh_token_reused": "a rotated refresh token was presented again; its session is ended",
+    "passkey_counter_regressed": "a passkey's signature counter went back: its key may be cloned",
 }
 
 

@@ -36,6 +36,8 @@ from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.login import LoginService, LoginThrottle
 from keyturn.services.lost_answers import LostAnswers
+from keyturn.services.passkey_login import PasskeyLoginService
+from keyturn.services.passkeys import PasskeyService, RelyingParty
 from keyturn.services.recovery import RecoveryService
 from keyturn.services.rotation import RotationService
 from keyturn.services.sealing import development_key_in_use, load_sealer, seal_stored_secrets
@@ -72,6 +74,8 @@ class Services:
     password_hashing: PasswordHashing
     sealer: Sealer
     recovery: RecoveryService
+    passkeys: PasskeyService
+    passkey_login: PasskeyLoginService
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
     mail: Mailer | None = None
@@ -178,6 +182,7 @@ def build_services(
     throttle = LoginThrottle(settings, database, clock, limiter=limiter, audit=audit)
     revocation.key_listeners.append(access.forget_key)
     lost_answers = LostAnswers(settings, clock, audit=audit)
+    relying_party = RelyingParty(settings, database, clock)
     return Services(
         settings=settings,
         clock=clock,
@@ -251,6 +256,16 @@ def build_services(
             throttle=throttle,
             revocation=revocation,
             audit=audit,
+        ),
+        passkeys=PasskeyService(database, clock, relying_party=relying_party, audit=audit),
+        passkey_login=PasskeyLoginService(
+            settings,
+            database,
+            clock,
+            relying_party=relying_party,
+            limiter=limiter,
+            audit=audit,
+            issuing=issuing,
         ),
         extra_probes=extra_probes,
         redis=link,

@@ -24,6 +24,7 @@ from keyturn.revocation.feed import RevocationFeed
 from keyturn.revocation.service import RevocationService
 from keyturn.services.keyring import KeyringService
 from keyturn.storage import email_tokens as email_token_store
+from keyturn.storage import passkeys as passkey_store
 from keyturn.storage import rate_limits as rate_limit_store
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
@@ -196,7 +197,7 @@ class Upkeep:
 
     def purge(self) -> None:
         """Delete expired refresh tokens, long-over sessions, stale revocations and counters,
-        used or expired link tokens.
+        used or expired link tokens, expired passkey challenges.
 
         In batches, each its own short transaction: on SQLite a transaction holds the write
         lock that every login and refresh waits for, and a backlog of millions of rows in one
@@ -227,6 +228,11 @@ class Upkeep:
             )
         self._purge_in_batches(
             lambda connection: email_token_store.purge_email_tokens(
+                connection, before=now, limit=PURGE_BATCH
+            )
+        )
+        self._purge_in_batches(
+            lambda connection: passkey_store.purge_challenges(
                 connection, before=now, limit=PURGE_BATCH
             )
         )

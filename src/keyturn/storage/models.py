@@ -263,3 +263,33 @@ email_tokens = Table(
     Index(None, "user_id", "purpose"),
     Index(None, "expires_at"),
 )
+
+passkeys = Table(
+    "passkeys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # base64url of the credential id (at most 1023 bytes, WebAuthn §5.1).
+    Column("credential_id", String(1400), nullable=False, unique=True),
+    Column("public_key", LargeBinary(), nullable=False),  # COSE_Key, as the authenticator sent it
+    Column("sign_count", BigInteger(), nullable=False),
+    Column("transports", String(255), nullable=False),
+    Column("backup_eligible", Boolean(), nullable=False),
+    Column("backed_up", Boolean(), nullable=False),
+    Column("aaguid", String(36), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime()),
+    Index(None, "user_id"),
+)
+
+passkey_challenges = Table(
+    "passkey_challenges",
+    metadata,
+    Column("challenge_hash", String(64), primary_key=True),
+    Column("purpose", String(16), nullable=False),
+    # The account a registration (or a second-factor assertion) is for; None: password-less.
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE")),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index(None, "expires_at"),
+)

@@ -6,12 +6,20 @@ import functools
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from keyturn import errors, wire
+from keyturn import errors
 from keyturn.http import cookies
+from keyturn.http.browser_logins import (
+    NO_STORE,
+    AuthModeHeader,
+    cookie_login_body,
+    is_cookie_mode,
+    set_cookies,
+    token_pair,
+)
 from keyturn.http.deps import (
     BEARER_SECURITY,
     Claims,
@@ -44,72 +52,16 @@ from keyturn.http.schemas import (
     UserOut,
     user_envelope_json,
 )
-from keyturn.services.container import Services
-from keyturn.services.issuing import IssuedTokens
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 SESSION_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Malformed request"},
     401: {"model": Problem, "description": "Missing, expired or invalid credentials"},
     422: {"model": Problem, "description": "Invalid fields"},
     503: {"model": Problem, "description": "A dependency is unavailable"},
 }
-
-
-AuthModeHeader = Annotated[
-    str | None,
-    Header(
-        alias=wire.HEADER_AUTH_MODE,
-        description="`cookie`: set the tokens as HttpOnly cookies instead of returning them.",
-    ),
-]
-
-
-def is_cookie_mode(auth_mode: str | None) -> bool:
-    """Whether X-Auth-Mode asks for browser mode; 400 for a mode we do not know."""
-    if auth_mode is None:
-        return False
-    mode = auth_mode.strip().lower()
-    if mode == wire.AUTH_MODE_COOKIE:
-        return True
-    if mode == "bearer":
-        return False
-    raise errors.InvalidRequestError("X-Auth-Mode must be `cookie` or `bearer`.")
-
-
-def set_cookies(
-    request: Request, response: Response, services: Services, issued: IssuedTokens
-) -> None:
-    """Browser mode: the tokens go into cookies, never into the body. A CSRF token the
-    browser already holds for this session is kept, so tabs racing a refresh stay valid."""
-    session_id = issued.claims.session_id
-    csrf_token = cookies.csrf_cookie(request)
-    if not services.browser.is_csrf_token_of(csrf_token, session_id) or csrf_token is None:
-        csrf_token = services.browser.new_csrf_token(session_id)
-    cookies.set_session_cookies(
-        response,
-        cookies.names_for(services.settings),
-        issued,
-        csrf_token=csrf_token,
-        settings=services.settings,
-    )
-    response.headers.update(NO_STORE)
-
-
-def cookie_login_body(issued: IssuedTokens) -> CookieLoginResponse:
-    return CookieLoginResponse(expires_in=issued.expires_in, user=UserOut.of(issued.user))
-
-
-def token_pair(issued: IssuedTokens) -> dict[str, object]:
-    return {
-        "access_token": issued.access_token,
-        "refresh_token": issued.refresh_token,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-    }
 
 
 @router.post(

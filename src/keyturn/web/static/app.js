@@ -391,6 +391,10 @@
       show(notice, t("notice-password-reset"));
     }
     (identifier.value ? password : identifier).focus();
+    setupPasskeyLogin(summary, remember, (busy) => {
+      button.disabled = busy;
+      document.getElementById("passkey-login-button").disabled = busy;
+    });
 
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -914,11 +918,317 @@
     setupEmailChange();
     setupPasswordChange();
     setupAccountDeletion();
+    setupPasskeys(fail);
     if (channel) {
       channel.addEventListener("message", (event) => {
         if (event.data && event.data.type === "signed-out") goToLogin("signed_out");
       });
     }
+    load();
+  }
+
+  // ---- Passkeys (WebAuthn) --------------------------------------------------------------------
+
+  // WebAuthn speaks ArrayBuffers, Keyturn's API base64url text (WebAuthn's own JSON form).
+  function fromBase64url(text) {
+    const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
+    const binary = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
+    const bytes = new Uint8Array(binary.length);
+    for (let index = 0; index < binary.length; index += 1) bytes[index] = binary.charCodeAt(index);
+    return bytes.buffer;
+  }
+
+  function toBase64url(buffer) {
+    let binary = "";
+    for (const byte of new Uint8Array(buffer)) binary += String.fromCharCode(byte);
+    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function withBinaryIds(descriptors) {
+    return (descriptors || []).map((descriptor) => ({ ...descriptor, id: fromBase64url(descriptor.id) }));
+  }
+
+  function creationOptions(json) {
+    return {
+      ...json,
+      challenge: fromBase64url(json.challenge),
+      user: { ...json.user, id: fromBase64url(json.user.id) },
+      excludeCredentials: withBinaryIds(json.excludeCredentials),
+    };
+  }
+
+  function requestOptions(json) {
+    return {
+      ...json,
+      challenge: fromBase64url(json.challenge),
+      allowCredentials: withBinaryIds(json.allowCredentials),
+    };
+  }
+
+  // What PublicKeyCredential.toJSON() gives, for browsers that lack it.
+  function credentialJson(credential) {
+    const answer = credential.response;
+    const response = { clientDataJSON: toBase64url(answer.clientDataJSON) };
+    if (answer.attestationObject) {
+      response.attestationObject = toBase64url(answer.attestationObject);
+      response.transports = typeof answer.getTransports === "function" ? answer.getTransports() : [];
+    } else {
+      response.authenticatorData = toBase64url(answer.authenticatorData);
+      response.signature = toBase64url(answer.signature);
+      response.userHandle = answer.userHandle ? toBase64url(answer.userHandle) : null;
+    }
+    return {
+      id: credential.id,
+      rawId: toBase64url(credential.rawId),
+      type: credential.type,
+      response,
+      clientExtensionResults: credential.getClientExtensionResults(),
+      authenticatorAttachment: credential.authenticatorAttachment || null,
+    };
+  }
+
+  function hasPasskeys() {
+    return "PublicKeyCredential" in window && Boolean(navigator.credentials);
+  }
+
+  // The browser's own refusals: closed, timed out or not allowed; or (creating) a passkey
+  // of this account is on the authenticator already.
+  function isCancelled(error) {
+    return error && (error.name === "NotAllowedError" || error.name === "AbortError");
+  }
+
+  function setupPasskeyLogin(summary, remember, setBusy) {
+    const part = document.getElementById("passkey-login");
+    const button = document.getElementById("passkey-login-button");
+    if (!part || !hasPasskeys()) return;
+    part.hidden = false;
+    const label = button.textContent;
+    button.addEventListener("click", async () => {
+      hide(summary);
+      setBusy(true);
+      const finish = (sentence) => {
+        setBusy(false);
+        if (sentence) formError(summary, sentence);
+      };
+      let response;
+      try {
+        const options = await send("POST", "/api/auth/passkeys/login/options", {});
+        if (!options.ok) throw new ApiError(options, await bodyOf(options));
+        const credential = await navigator.credentials.get({
+          publicKey: requestOptions(await options.json()),
+        });
+        response = await send(
+          "POST",
+          "/api/auth/passkeys/login",
+          { credential: credentialJson(credential), remember_me: remember.checked },
+          { "X-Auth-Mode": "cookie" },
+        );
+      } catch (error) {
+        if (error instanceof ApiError) finish(explain(error));
+        else if (isCancelled(error)) finish(t("passkey-sign-in-cancelled"));
+        else if (error instanceof TypeError) finish(t("unreachable"));
+        else finish(t("passkey-not-accepted"));
+        return;
+      }
+      if (response.ok) {
+        window.location.assign("/dashboard");
+        return;
+      }
+      const error = new ApiError(response, await bodyOf(response));
+      setBusy(false);
+      if (error.status === 429) lockOut(button, summary, error.retryAfter, label);
+      else if (error.code === "invalid_credential") formError(summary, t("passkey-not-accepted"));
+      else formError(summary, explain(error));
+    });
+  }
+
+  function setupPasskeys(fail) {
+    const list = document.getElementById("passkeys");
+    const status = document.getElementById("passkeys-status");
+    const notice = document.getElementById("passkey-notice");
+    const form = document.getElementById("passkey-form");
+    const summary = document.getElementById("passkey-form-error");
+    const nameInput = document.getElementById("passkey-name");
+    const addButton = document.getElementById("passkey-add");
+    if (!list) return;
+    if (!hasPasskeys()) {
+      document.getElementById("passkeys-unsupported").hidden = false;
+      form.hidden = true;
+    }
+
+    function said(sentence) {
+      hide(summary);
+      show(notice, sentence);
+    }
+
+    function failed(error) {
+      if (error instanceof SignedOut || !(error instanceof ApiError)) fail(error);
+      else formError(summary, explain(error));
+    }
+
+    function actionButton(key, name, onClick) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "secondary";
+      const which = document.createElement("span");
+      which.className = "visually-hidden";
+      which.textContent = ` ${t("passkey-which", { name })}`;
+      button.append(t(key), which);
+      button.addEventListener("click", onClick);
+      return button;
+    }
+
+    function renameForm(passkey, item, info, actions, renameButton) {
+      const editor = document.createElement("form");
+      editor.className = "passkey-rename";
+      editor.noValidate = true;
+      const input = document.createElement("input");
+      input.type = "text";
+      input.maxLength = 64;
+      input.value = passkey.name;
+      input.setAttribute("aria-label", t("passkey-new-name", { name: passkey.name }));
+      const save = document.createElement("button");
+      save.type = "submit";
+      save.className = "secondary";
+      save.textContent = t("passkey-save");
+      const cancel = document.createElement("button");
+      cancel.type = "button";
+      cancel.className = "secondary";
+      cancel.textContent = t("passkey-cancel");
+      editor.append(input, save, cancel);
+
+      const close = () => {
+        editor.remove();
+        info.hidden = false;
+        actions.hidden = false;
+        renameButton.focus();
+      };
+      cancel.addEventListener("click", close);
+      editor.addEventListener("keydown", (event) => {
+        if (event.key === "Escape") close();
+      });
+      editor.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        const name = input.value.trim();
+        if (!name) {
+          input.setAttribute("aria-invalid", "true");
+          formError(summary, t("passkey-enter-name"));
+          input.focus();
+          return;
+        }
+        save.disabled = true;
+        try {
+          await api("PATCH", `/api/auth/passkeys/${encodeURIComponent(passkey.id)}`, { name });
+        } catch (error) {
+          save.disabled = false;
+          failed(error);
+          return;
+        }
+        said(t("passkey-renamed", { name }));
+        await load();
+        status.focus();
+      });
+      info.hidden = true;
+      actions.hidden = true;
+      item.prepend(editor);
+      input.focus();
+      input.select();
+    }
+
+    async function remove(passkey, button) {
+      if (!window.confirm(t("passkey-confirm-remove", { name: passkey.name }))) return;
+      button.disabled = true;
+      try {
+        await api("DELETE", `/api/auth/passkeys/${encodeURIComponent(passkey.id)}`);
+      } catch (error) {
+        button.disabled = false;
+        failed(error);
+        return;
+      }
+      said(t("passkey-removed", { name: passkey.name }));
+      await load();
+      nameInput.focus();
+    }
+
+    function render(passkeys) {
+      list.replaceChildren();
+      for (const passkey of passkeys) {
+        const item = document.createElement("li");
+        item.classList.add("session", "passkey");
+        item.dataset.passkeyId = passkey.id;
+        const info = document.createElement("div");
+        info.className = "session-info";
+        const name = document.createElement("div");
+        name.classList.add("session-device", "session-name");
+        name.textContent = passkey.name;
+        const meta = document.createElement("p");
+        meta.className = "session-meta";
+        const used = passkey.last_used_at
+          ? timeElement(passkey.last_used_at, ago(new Date(passkey.last_used_at)))
+          : t("passkey-never-used");
+        meta.append(
+          ...tNodes("passkey-meta", {
+            when: timeElement(passkey.created_at, absolute.format(new Date(passkey.created_at))),
+            ago: used,
+          }),
+        );
+        info.append(name, meta);
+        const actions = document.createElement("div");
+        actions.className = "passkey-actions";
+        const renameButton = actionButton("passkey-rename", passkey.name, () =>
+          renameForm(passkey, item, info, actions, renameButton),
+        );
+        const removeButton = actionButton("passkey-remove", passkey.name, () =>
+          remove(passkey, removeButton),
+        );
+        actions.append(renameButton, removeButton);
+        item.append(info, actions);
+        list.append(item);
+      }
+      status.textContent = passkeys.length
+        ? tCount("passkeys-count", passkeys.length)
+        : t("passkeys-none");
+    }
+
+    async function load() {
+      try {
+        render((await api("GET", "/api/auth/passkeys")).passkeys);
+      } catch (error) {
+        fail(error);
+      }
+    }
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form, summary);
+      hide(notice);
+      addButton.disabled = true;
+      try {
+        const options = await api("POST", "/api/auth/passkeys/register/options");
+        let credential;
+        try {
+          credential = await navigator.credentials.create({ publicKey: creationOptions(options) });
+        } catch (error) {
+          addButton.disabled = false;
+          if (error && error.name === "InvalidStateError") formError(summary, t("passkey-exists"));
+          else if (isCancelled(error)) formError(summary, t("passkey-create-cancelled"));
+          else formError(summary, t("passkey-not-verified"));
+          return;
+        }
+        const body = { credential: credentialJson(credential) };
+        const name = nameInput.value.trim();
+        if (name) body.name = name;
+        const added = await api("POST", "/api/auth/passkeys/register", body);
+        addButton.disabled = false;
+        form.reset();
+        said(t("passkey-added", { name: added.passkey.name }));
+        await load();
+      } catch (error) {
+        addButton.disabled = false;
+        failed(error);
+      }
+    });
+    status.tabIndex = -1;
     load();
   }
 
