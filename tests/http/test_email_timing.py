@@ -24,6 +24,8 @@ from tests.support.api import DEFAULT_PASSWORD, register
 from tests.support.environment import ApiFactory
 from tests.support.smtp import free_port
 
+pytestmark = pytest.mark.serial
+
 SAMPLES = 101  # the median of 41 moved by +-8 % between runs on a busy machine
 REGISTER_SAMPLES = 41  # each costs a production-strength hash
 LIMITS = {

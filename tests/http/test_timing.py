@@ -7,9 +7,12 @@ import statistics
 import time
 
 import httpx
+import pytest
 
 from tests.support.api import register
 from tests.support.environment import ApiFactory
+
+pytestmark = pytest.mark.serial
 
 SAMPLES = 41
 # Heavy enough that the hash dominates a login (as it does with production parameters):

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from bench.server import Server
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.serial]
 
 BUSY_THEN_IDLE = """
 import time

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.serial]
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE_WORKLOADS = {"ceiling", "me", "refresh", "login", "mixed"}

@@ -28,7 +28,7 @@ from tests.support.storm import (
     token_hash,
 )
 
-pytestmark = [pytest.mark.system]
+pytestmark = [pytest.mark.system, pytest.mark.serial]
 
 CYCLES = int(os.environ.get("KEYTURN_TEST_CRASH_CYCLES", "2"))
 USERS = 4

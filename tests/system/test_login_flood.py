@@ -17,7 +17,7 @@ import pytest
 from tests.support.api import DEFAULT_PASSWORD, bearer
 from tests.support.processes import ServerFactory
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.serial]
 
 # OWASP's memory cost with twice its passes: about 50 ms a hash here, as on a busy server.
 COSTLY_HASHING = {

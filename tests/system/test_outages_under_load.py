@@ -25,7 +25,7 @@ from tests.support.instances import (
 from tests.support.load import MixedLoad, Revoked
 from tests.support.processes import ServerFactory
 
-pytestmark = [pytest.mark.system, pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.system, pytest.mark.serial, pytest.mark.postgres, pytest.mark.redis]
 
 USERS = 4
 PHASE_SECONDS = 2.0
