@@ -148,6 +148,20 @@ class Settings(BaseSettings):
     )
     email_window_seconds: int = Field(3600, ge=60)
 
+    reauth_seconds: int = Field(
+        600,
+        ge=10,
+        le=86400,
+        description="How recent a login must be for sensitive changes (password, email, factors).",
+    )
+    mfa_encryption_key: SecretStr | None = Field(
+        None,
+        description="Fernet key sealing TOTP secrets; default: the key that seals other secrets.",
+    )
+    mfa_token_seconds: int = Field(
+        300, ge=30, le=3600, description="How long a login waits for its second factor."
+    )
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:

@@ -35,6 +35,8 @@ from keyturn.services.hashing import HashingGate
 from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.login import LoginService, LoginThrottle
+from keyturn.services.mfa import MfaService
+from keyturn.services.reauthentication import ReauthenticationService
 from keyturn.services.recovery import RecoveryService
 from keyturn.services.rotation import RotationService
 from keyturn.services.sealing import development_key_in_use, load_sealer, seal_stored_secrets
@@ -70,6 +72,8 @@ class Services:
     password_hashing: PasswordHashing
     sealer: Sealer
     recovery: RecoveryService
+    mfa: MfaService
+    reauthentication: ReauthenticationService
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
     mail: Mailer | None = None
@@ -172,6 +176,22 @@ def build_services(
         settings, clock, keyring=keyring, revocation=revocation, audit=audit, user_cache=user_cache
     )
     throttle = LoginThrottle(settings, database, clock, limiter=limiter, audit=audit)
+    mfa_sealer = (
+        sealer.sealing_with(settings.mfa_encryption_key.get_secret_value())
+        if settings.mfa_encryption_key is not None
+        else sealer
+    )
+    mfa = MfaService(
+        settings,
+        database,
+        clock,
+        sealer=mfa_sealer,
+        throttle=throttle,
+        issuing=issuing,
+        revocation=revocation,
+        audit=audit,
+        mailer=mailer,
+    )
     revocation.key_listeners.append(access.forget_key)
     return Services(
         settings=settings,
@@ -190,6 +210,8 @@ def build_services(
             audit=audit,
             issuing=issuing,
             require_verified_email=settings.require_verified_email,
+            second_step=mfa.require_second_step,
+            clock=clock,
         ),
         rotation=RotationService(
             settings,
@@ -242,6 +264,19 @@ def build_services(
             hashing=hashing,
             limiter=limiter,
             throttle=throttle,
+            revocation=revocation,
+            audit=audit,
+        ),
+        mfa=mfa,
+        reauthentication=ReauthenticationService(
+            settings,
+            database,
+            clock,
+            hashing=hashing,
+            throttle=throttle,
+            access=access,
+            issuing=issuing,
+            mfa=mfa,
             revocation=revocation,
             audit=audit,
         ),

@@ -6,17 +6,27 @@ import functools
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from keyturn import errors, wire
+from keyturn import errors
 from keyturn.http import cookies
+from keyturn.http.answers import (
+    NO_STORE,
+    AuthModeHeader,
+    cookie_login_body,
+    is_cookie_mode,
+    login_answer,
+    set_cookies,
+    token_pair,
+)
 from keyturn.http.deps import (
     BEARER_SECURITY,
     Claims,
     ContextDep,
     LocaleDep,
+    RecentClaims,
     ServicesDep,
     access_claims,
     check_csrf,
@@ -33,6 +43,7 @@ from keyturn.http.schemas import (
     LoginRequest,
     LoginResponse,
     LogoutRequest,
+    MfaRequiredProblem,
     PasswordChangeRequest,
     Problem,
     RefreshRequest,
@@ -44,72 +55,16 @@ from keyturn.http.schemas import (
     UserOut,
     user_envelope_json,
 )
-from keyturn.services.container import Services
-from keyturn.services.issuing import IssuedTokens
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 SESSION_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Malformed request"},
     401: {"model": Problem, "description": "Missing, expired or invalid credentials"},
     422: {"model": Problem, "description": "Invalid fields"},
     503: {"model": Problem, "description": "A dependency is unavailable"},
 }
-
-
-AuthModeHeader = Annotated[
-    str | None,
-    Header(
-        alias=wire.HEADER_AUTH_MODE,
-        description="`cookie`: set the tokens as HttpOnly cookies instead of returning them.",
-    ),
-]
-
-
-def is_cookie_mode(auth_mode: str | None) -> bool:
-    """Whether X-Auth-Mode asks for browser mode; 400 for a mode we do not know."""
-    if auth_mode is None:
-        return False
-    mode = auth_mode.strip().lower()
-    if mode == wire.AUTH_MODE_COOKIE:
-        return True
-    if mode == "bearer":
-        return False
-    raise errors.InvalidRequestError("X-Auth-Mode must be `cookie` or `bearer`.")
-
-
-def set_cookies(
-    request: Request, response: Response, services: Services, issued: IssuedTokens
-) -> None:
-    """Browser mode: the tokens go into cookies, never into the body. A CSRF token the
-    browser already holds for this session is kept, so tabs racing a refresh stay valid."""
-    session_id = issued.claims.session_id
-    csrf_token = cookies.csrf_cookie(request)
-    if not services.browser.is_csrf_token_of(csrf_token, session_id) or csrf_token is None:
-        csrf_token = services.browser.new_csrf_token(session_id)
-    cookies.set_session_cookies(
-        response,
-        cookies.names_for(services.settings),
-        issued,
-        csrf_token=csrf_token,
-        settings=services.settings,
-    )
-    response.headers.update(NO_STORE)
-
-
-def cookie_login_body(issued: IssuedTokens) -> CookieLoginResponse:
-    return CookieLoginResponse(expires_in=issued.expires_in, user=UserOut.of(issued.user))
-
-
-def token_pair(issued: IssuedTokens) -> dict[str, object]:
-    return {
-        "access_token": issued.access_token,
-        "refresh_token": issued.refresh_token,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-    }
 
 
 @router.post(
@@ -148,6 +103,11 @@ async def register(
     response_model=LoginResponse | CookieLoginResponse,
     responses={
         **_ERRORS,
+        401: {
+            "model": MfaRequiredProblem,
+            "description": "`invalid_credentials`; or `mfa_required` with an `mfa_token` for"
+            " POST /api/auth/mfa/verify when the account has a second factor",
+        },
         403: {"model": Problem, "description": "Account disabled, or a foreign Origin"},
         429: {"model": Problem, "description": "Too many failed logins"},
     },
@@ -166,7 +126,9 @@ async def login(
     `csrf_token` cookie to echo in `X-CSRF-Token`) and the body holds none of them.
     401 `invalid_credentials` whether or not the account exists; 429 with `Retry-After`
     past `KEYTURN_LOGIN_MAX_FAILURES` failures; 403 `account_disabled`; 503 `overloaded`
-    with `Retry-After` while too many passwords wait to be checked.
+    with `Retry-After` while too many passwords wait to be checked. For an account with a
+    second factor, a right password answers 401 `mfa_required` with `mfa_token` and
+    `methods`: the login ends at POST /api/auth/mfa/verify.
     """
     cookie_mode = is_cookie_mode(auth_mode)
     if cookie_mode:
@@ -182,11 +144,7 @@ async def login(
         ),
         gone=request.is_disconnected,
     )
-    if cookie_mode:
-        set_cookies(request, response, services, issued)
-        return cookie_login_body(issued)
-    response.headers.update(NO_STORE)
-    return LoginResponse(**token_pair(issued), user=UserOut.of(issued.user))
+    return login_answer(request, response, services, issued, cookie_mode=cookie_mode)
 
 
 @router.get("/me", response_model=UserEnvelope, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
@@ -316,6 +274,7 @@ async def end_session(
     status_code=204,
     responses={
         **_ERRORS,
+        403: {"model": Problem, "description": "reauthentication_required; or csrf_failed"},
         429: {"model": Problem, "description": "Too many wrong current passwords; see Retry-After"},
     },
     openapi_extra=BEARER_SECURITY,
@@ -323,11 +282,12 @@ async def end_session(
 async def change_password(
     body: PasswordChangeRequest,
     request: Request,
-    claims: Claims,
+    claims: RecentClaims,
     services: ServicesDep,
     context: ContextDep,
 ) -> Response:
-    """Change the password; every other session of the caller ends. Wrong current passwords
+    """Change the password (needs a recent login: 403 `reauthentication_required`
+    otherwise); every other session of the caller ends. Wrong current passwords
     count against the same limits as failed logins (429 past them); 503 `overloaded` with
     `Retry-After` while too many passwords wait to be hashed."""
     await services.hashing.run(
