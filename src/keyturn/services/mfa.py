@@ -104,7 +104,9 @@ class MfaService:
                 raise errors.MfaAlreadyEnabledError()
             self._audit.record(connection, "totp_setup_started", user_id=user.id, context=context)
         uri = provisioning_uri(secret, account=user.email, issuer=TOTP_ISSUER)
-        qr_svg = segno.make(uri, error="m").svg_inline(scale=5, dark="#111", light="#fff")
+        qr_svg = segno.make(uri, error="m").svg_inline(
+            scale=1, dark="#111", light="#fff", omitsize=True
+        )
         return TotpSetup(secret=secret, otpauth_uri=uri, qr_svg=qr_svg)
 
     def confirm_totp(
