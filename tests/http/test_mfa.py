@@ -413,3 +413,26 @@ async def test_admin_removes_a_users_factors_and_ends_their_sessions(
     ]
     missing = await api.delete("/api/admin/users/nobody/mfa", headers=bearer(admin.access_token))
     assert error_of(missing) == (404, "user_not_found")
+
+
+async def test_upkeep_purges_expired_mfa_tokens(api: httpx.AsyncClient, clock: FrozenClock) -> None:
+    """Waiting logins leave no rows behind once their 300 s are over."""
+    from sqlalchemy import func
+
+    from keyturn.storage.models import mfa_challenges
+
+    await enrolled(api, clock)
+    await start_login(api, EMAIL, DEFAULT_PASSWORD)
+    services = api.app.state.services  # type: ignore[attr-defined]
+
+    def count() -> int:
+        with services.database.snapshot() as connection:
+            return int(
+                connection.execute(select(func.count()).select_from(mfa_challenges)).scalar_one()
+            )
+
+    services.upkeep.purge()
+    assert count() == 1
+    clock.advance(seconds=301)
+    services.upkeep.purge()
+    assert count() == 0

@@ -24,6 +24,7 @@ from keyturn.revocation.feed import RevocationFeed
 from keyturn.revocation.service import RevocationService
 from keyturn.services.keyring import KeyringService
 from keyturn.storage import email_tokens as email_token_store
+from keyturn.storage import mfa_challenges as challenge_store
 from keyturn.storage import rate_limits as rate_limit_store
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
@@ -228,6 +229,11 @@ class Upkeep:
         self._purge_in_batches(
             lambda connection: email_token_store.purge_email_tokens(
                 connection, before=now, limit=PURGE_BATCH
+            )
+        )
+        self._purge_in_batches(
+            lambda connection: challenge_store.purge_challenges(
+                connection, now=now, limit=PURGE_BATCH
             )
         )
         if self._mail is not None:
