@@ -4,6 +4,10 @@ cookies, OAuth), replay, the mfa_token's limits, lockout, recovery codes, admin 
 from __future__ import annotations
 
 import asyncio
+import email.policy
+import time
+from email import message_from_bytes
+from pathlib import Path
 
 import httpx
 import pytest
@@ -332,6 +336,21 @@ async def test_recovery_code_finishes_a_login_once_and_mails_the_owner(
             .all()
         )
     assert "recovery_code_used" in names
+    # Without SMTP in development, the sender writes it as an .eml file.
+    deadline = time.monotonic() + 10
+    while True:
+        mails = [
+            message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            for path in Path(".keyturn/mail").glob("*.eml")
+        ]
+        notices = [m for m in mails if m["Subject"] == "A recovery code was used to log in"]
+        if notices or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert len(notices) == 1 and notices[0]["To"] == EMAIL
+    body = notices[0].get_body(preferencelist=("plain",)).get_content()
+    assert "Recovery codes left: 9." in body
+    assert code not in body
 
 
 async def test_refresh_keeps_amr_and_auth_time(api: httpx.AsyncClient, clock: FrozenClock) -> None:

@@ -823,7 +823,9 @@
     const parsed = new DOMParser().parseFromString(text, "text/html");
     const root = parsed.body.querySelector("svg");
     if (!root) return document.createTextNode("");
-    for (const script of root.querySelectorAll("script, foreignObject")) script.remove();
+    for (const tag of ["script", "foreignObject"]) {
+      for (const element of root.querySelectorAll(tag)) element.remove();
+    }
     root.setAttribute("aria-hidden", "true");
     root.setAttribute("shape-rendering", "crispEdges");
     root.setAttribute("focusable", "false");
