@@ -31,6 +31,7 @@ from keyturn.services.accounts import AccountService
 from keyturn.services.admin import AdminService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.browser import BrowserService
+from keyturn.services.factors import FactorService
 from keyturn.services.hashing import HashingGate
 from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
@@ -73,6 +74,7 @@ class Services:
     sealer: Sealer
     recovery: RecoveryService
     mfa: MfaService
+    factors: FactorService
     reauthentication: ReauthenticationService
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
@@ -188,7 +190,6 @@ def build_services(
         sealer=mfa_sealer,
         throttle=throttle,
         issuing=issuing,
-        revocation=revocation,
         audit=audit,
         mailer=mailer,
     )
@@ -268,6 +269,9 @@ def build_services(
             audit=audit,
         ),
         mfa=mfa,
+        factors=FactorService(
+            database, clock, sealer=mfa_sealer, revocation=revocation, audit=audit
+        ),
         reauthentication=ReauthenticationService(
             settings,
             database,

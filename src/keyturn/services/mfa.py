@@ -1,5 +1,5 @@
-"""Second factors: setting up an authenticator app (TOTP) with its recovery codes, and the
-second step of a login.
+"""The second step of a login: a code from an authenticator app or a recovery code (set up
+through services/factors.py), checked for a login waiting on an `mfa_token`.
 
 A login whose first factor passed, for a user with a factor, gets an `mfa_token` instead of a
 session (`begin_second_step`); the session opens when a second factor is shown for that token
@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-import segno
 from sqlalchemy.engine import Connection
 
 from keyturn import errors, wire
@@ -23,15 +22,11 @@ from keyturn.core.sealing import Sealer
 from keyturn.core.second_factors import (
     hash_recovery_code,
     matching_step,
-    new_recovery_codes,
-    new_totp_secret,
     normalize_recovery_code,
-    provisioning_uri,
     second_step_amr,
 )
 from keyturn.core.sessions import UserRecord
 from keyturn.mail.sender import Mailer
-from keyturn.revocation.service import RevocationService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.issuing import IssuedTokens, IssuingService
 from keyturn.services.login import LoginThrottle
@@ -42,14 +37,6 @@ from keyturn.storage.db import Database
 
 # Wrong codes one mfa_token survives; the login limits count them too.
 MAX_CODE_FAILURES = 5
-TOTP_ISSUER = "Keyturn"
-
-
-@dataclass(frozen=True, slots=True)
-class TotpSetup:
-    secret: str
-    otpauth_uri: str
-    qr_svg: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +60,6 @@ class MfaService:
         sealer: Sealer,
         throttle: LoginThrottle,
         issuing: IssuingService,
-        revocation: RevocationService,
         audit: AuditTrail,
         mailer: Mailer | None,
     ) -> None:
@@ -82,107 +68,9 @@ class MfaService:
         self._sealer = sealer
         self._throttle = throttle
         self._issuing = issuing
-        self._revocation = revocation
         self._audit = audit
         self._mailer = mailer
         self._token_lifetime = timedelta(seconds=settings.mfa_token_seconds)
-
-    # Setting up ---------------------------------------------------------------------------
-
-    def setup_totp(self, user: UserRecord, *, context: RequestContext = NO_CONTEXT) -> TotpSetup:
-        """A new secret for an authenticator app, not active until confirmed; it replaces
-        an unconfirmed one. Raises MfaAlreadyEnabledError when an app is active."""
-        secret = new_totp_secret()
-        with self._database.transaction() as connection:
-            stored = factor_store.replace_pending_totp(
-                connection,
-                user.id,
-                sealed_secret=self._sealer.seal(secret.encode("ascii")),
-                now=self._clock.now(),
-            )
-            if not stored:
-                raise errors.MfaAlreadyEnabledError()
-            self._audit.record(connection, "totp_setup_started", user_id=user.id, context=context)
-        uri = provisioning_uri(secret, account=user.email, issuer=TOTP_ISSUER)
-        qr_svg = segno.make(uri, error="m").svg_inline(
-            scale=1, dark="#111", light="#fff", omitsize=True
-        )
-        return TotpSetup(secret=secret, otpauth_uri=uri, qr_svg=qr_svg)
-
-    def confirm_totp(
-        self, user: UserRecord, code: str, *, context: RequestContext = NO_CONTEXT
-    ) -> list[str]:
-        """Activate the pending app with a code it shows; returns ten new recovery codes
-        (shown this once: only their digests are kept). Raises InvalidConfirmationCodeError,
-        MfaAlreadyEnabledError, MfaNotEnabledError when no setup is pending."""
-        codes = new_recovery_codes()
-        with self._revocation.batch() as batch:
-            connection = batch.connection
-            stored = factor_store.find_totp(connection, user.id)
-            if stored is None:
-                raise errors.MfaNotEnabledError("Start the setup first.")
-            if stored.is_active:
-                raise errors.MfaAlreadyEnabledError()
-            secret = self._sealer.unseal(stored.sealed_secret).decode("ascii")
-            step = matching_step(secret, code, now=self._clock.timestamp(), after_step=None)
-            if step is None or not factor_store.confirm_totp(
-                connection, user.id, step=step, now=self._clock.now()
-            ):
-                raise errors.InvalidConfirmationCodeError()
-            self._replace_codes(connection, user.id, codes)
-            factor_store.sync_mfa_enabled(connection, user.id, now=self._clock.now())
-            batch.user_changed(user.id)
-            self._audit.record(connection, "mfa_enabled", user_id=user.id, context=context)
-        return codes
-
-    def delete_totp(self, user: UserRecord, *, context: RequestContext = NO_CONTEXT) -> None:
-        """Turn the app off (its recovery codes go with it). Raises MfaNotEnabledError."""
-        with self._revocation.batch() as batch:
-            connection = batch.connection
-            if not factor_store.delete_totp(connection, user.id):
-                raise errors.MfaNotEnabledError()
-            factor_store.sync_mfa_enabled(connection, user.id, now=self._clock.now())
-            batch.user_changed(user.id)
-            self._audit.record(connection, "mfa_disabled", user_id=user.id, context=context)
-
-    def regenerate_recovery_codes(
-        self, user: UserRecord, *, context: RequestContext = NO_CONTEXT
-    ) -> list[str]:
-        """Ten new recovery codes in place of all the old ones. Raises MfaNotEnabledError."""
-        codes = new_recovery_codes()
-        with self._database.transaction() as connection:
-            stored = factor_store.find_totp(connection, user.id)
-            if stored is None or not stored.is_active:
-                raise errors.MfaNotEnabledError()
-            self._replace_codes(connection, user.id, codes)
-            self._audit.record(
-                connection, "recovery_codes_regenerated", user_id=user.id, context=context
-            )
-        return codes
-
-    def _replace_codes(self, connection: Connection, user_id: str, codes: list[str]) -> None:
-        digests = [hash_recovery_code(normalize_recovery_code(code) or "") for code in codes]
-        factor_store.replace_recovery_codes(connection, user_id, digests, now=self._clock.now())
-
-    def remove_factors(
-        self, user_id: str, *, admin_id: str, context: RequestContext = NO_CONTEXT
-    ) -> None:
-        """An admin removes every second factor of a user; the user's sessions end.
-        Raises UserNotFoundError."""
-        with self._revocation.batch() as batch:
-            connection = batch.connection
-            if user_store.find_user_by_id(connection, user_id) is None:
-                raise errors.UserNotFoundError()
-            removed = factor_store.delete_factors(connection, user_id, now=self._clock.now())
-            batch.end_user_sessions(user_id, reason="mfa_removed")
-            batch.user_changed(user_id)
-            self._audit.record(
-                connection,
-                "mfa_removed",
-                user_id=user_id,
-                context=context,
-                detail={"by": admin_id, "rows": removed},
-            )
 
     # The second step of a login -------------------------------------------------------------
 

@@ -112,7 +112,7 @@ async def remove_user_mfa(
     """Remove every second factor of a user who lost them (authenticator app, recovery
     codes, passkeys); the user's sessions end. Audited as `mfa_removed`."""
     await run_in_threadpool(
-        services.mfa.remove_factors, user_id[:64], admin_id=admin.subject, context=context
+        services.factors.remove_factors, user_id[:64], admin_id=admin.subject, context=context
     )
     return Response(status_code=204)
 

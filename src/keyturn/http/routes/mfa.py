@@ -64,7 +64,7 @@ async def setup_totp(
     until confirmed; it replaces an unconfirmed one. Needs a recent login. 409
     `mfa_already_enabled` when an app is active."""
     user = await run_in_threadpool(services.access.load_user, claims.subject)
-    setup = await run_in_threadpool(services.mfa.setup_totp, user, context=context)
+    setup = await run_in_threadpool(services.factors.setup_totp, user, context=context)
     response.headers.update(NO_STORE)
     return TotpSetupOut(secret=setup.secret, otpauth_uri=setup.otpauth_uri, qr_svg=setup.qr_svg)
 
@@ -90,7 +90,7 @@ async def confirm_totp(
     """Activate the app with a code it shows: from now on a login needs a second factor.
     Returns ten recovery codes, shown this once. 400 `invalid_code`."""
     user = await run_in_threadpool(services.access.load_user, claims.subject)
-    codes = await run_in_threadpool(services.mfa.confirm_totp, user, body.code, context=context)
+    codes = await run_in_threadpool(services.factors.confirm_totp, user, body.code, context=context)
     response.headers.update(NO_STORE)
     return RecoveryCodesOut(recovery_codes=codes)
 
@@ -104,7 +104,7 @@ async def confirm_totp(
 async def delete_totp(claims: RecentClaims, services: ServicesDep, context: ContextDep) -> Response:
     """Turn the authenticator app off; its recovery codes go with it. Needs a recent login."""
     user = await run_in_threadpool(services.access.load_user, claims.subject)
-    await run_in_threadpool(services.mfa.delete_totp, user, context=context)
+    await run_in_threadpool(services.factors.delete_totp, user, context=context)
     return Response(status_code=204)
 
 
@@ -120,7 +120,9 @@ async def regenerate_recovery_codes(
     """Ten new recovery codes in place of all the old ones, shown this once. Needs a recent
     login and an active app (404 `mfa_not_enabled`)."""
     user = await run_in_threadpool(services.access.load_user, claims.subject)
-    codes = await run_in_threadpool(services.mfa.regenerate_recovery_codes, user, context=context)
+    codes = await run_in_threadpool(
+        services.factors.regenerate_recovery_codes, user, context=context
+    )
     response.headers.update(NO_STORE)
     return RecoveryCodesOut(recovery_codes=codes)
 
