@@ -16,7 +16,7 @@ from sqlalchemy import select
 from keyturn.clock import FrozenClock
 from keyturn.storage.models import totp_factors
 from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, login, refresh
-from tests.support.environment import ApiFactory
+from tests.support.environment import TEST_SECRETS_KEY, ApiFactory
 from tests.support.mfa import claims_of, code_for, enrol, start_login
 
 EMAIL = "ada@example.com"
@@ -455,3 +455,25 @@ async def test_upkeep_purges_expired_mfa_tokens(api: httpx.AsyncClient, clock: F
     clock.advance(seconds=301)
     services.upkeep.purge()
     assert count() == 0
+
+
+async def test_cli_removes_a_users_factors(
+    api: httpx.AsyncClient,
+    clock: FrozenClock,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`keyturn users remove-mfa EMAIL`, for an operator when no admin can log in."""
+    from keyturn.cli.main import main as keyturn_cli
+
+    await enrolled(api, clock)
+    monkeypatch.setenv("KEYTURN_DATABASE_URL", database_url)
+    monkeypatch.setenv("KEYTURN_SECRETS_KEY", TEST_SECRETS_KEY)
+
+    assert keyturn_cli(["users", "remove-mfa", EMAIL]) == 0
+
+    assert capsys.readouterr().out.strip() == f"removed the second factors of {EMAIL}"
+    plain = await login(api, EMAIL, create=False)
+    assert plain.user["mfa_enabled"] is False
+    assert keyturn_cli(["users", "remove-mfa", "nobody@example.com"]) == 1
