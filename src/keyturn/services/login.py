@@ -251,7 +251,9 @@ class LoginService:
             if self._hashing.needs_rehash(user.password_hash)
             else None
         )
-        if user.mfa_enabled and self._second_step is not None:
+        if user.mfa_enabled:
+            if self._second_step is None:  # fail closed: never a session without the factor
+                raise errors.KeyturnError("This login needs a second factor Keyturn cannot ask.")
             if upgraded_hash is not None and self._clock is not None:
                 with self._database.transaction() as connection:
                     user_store.set_password_hash(
