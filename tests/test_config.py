@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from keyturn.config import Settings
 from keyturn.core.sealing import new_sealing_key
 
@@ -64,3 +66,19 @@ def test_hs256_without_a_long_key_cannot_start_anywhere() -> None:
     assert weak.configuration_problems()
     strong = Settings(_env_file=None, jwt_algorithm="HS256", secret_key="x" * 32)  # type: ignore[call-arg]
     assert strong.configuration_problems() == []
+
+
+def test_a_malformed_mfa_encryption_key_is_refused_with_a_sentence() -> None:
+    from cryptography.fernet import Fernet
+    from pydantic import ValidationError
+
+    good = Fernet.generate_key().decode()
+    assert Settings(_env_file=None, mfa_encryption_key=good).mfa_encryption_key is not None  # type: ignore[call-arg]
+    for bad in ("short-secret-value", good[:-4] + "!!!!", good + "AAAA"):
+        with pytest.raises(ValidationError) as refused:
+            Settings(_env_file=None, mfa_encryption_key=bad)  # type: ignore[call-arg]
+        # What `keyturn` prints: the sentence, never the value.
+        sentences = [error["msg"] for error in refused.value.errors()]
+        assert sentences == [
+            "Value error, must be 32 random bytes in url-safe base64 (a Fernet key)"
+        ]

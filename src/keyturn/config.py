@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,6 +20,7 @@ OWASP_ARGON2_MEMORY_KIB = 19456
 OWASP_ARGON2_TIME_COST = 2
 MIN_HMAC_KEY_BYTES = 32
 MIN_METRICS_TOKEN_CHARACTERS = 16
+_FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
 # Below this a session ends while its user is still reading the page: fine to try things out,
 # a misconfiguration in production.
 MIN_PRODUCTION_SESSION_SECONDS = 60
@@ -167,6 +169,20 @@ class Settings(BaseSettings):
     )
     email_window_seconds: int = Field(3600, ge=60)
 
+    reauth_seconds: int = Field(
+        600,
+        ge=10,
+        le=86400,
+        description="How recent a login must be for sensitive changes (password, email, factors).",
+    )
+    mfa_encryption_key: SecretStr | None = Field(
+        None,
+        description="Fernet key sealing TOTP secrets; default: the key that seals other secrets.",
+    )
+    mfa_token_seconds: int = Field(
+        300, ge=30, le=3600, description="How long a login waits for its second factor."
+    )
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
@@ -194,6 +210,17 @@ class Settings(BaseSettings):
             parts.port  # noqa: B018 - parsing the port raises on a non-number
         except ValueError:
             raise ValueError("has a port that is not a number") from None
+        return value
+
+    @field_validator("mfa_encryption_key")
+    @classmethod
+    def _check_mfa_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        # 32 bytes in url-safe base64 are 43 letters and one "="; the message shows no part
+        # of the key.
+        if not _FERNET_KEY.fullmatch(value.get_secret_value().strip()):
+            raise ValueError("must be 32 random bytes in url-safe base64 (a Fernet key)")
         return value
 
     @field_validator("mail_from")

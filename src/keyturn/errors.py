@@ -251,16 +251,79 @@ class InvalidNewCredentialError(InvalidCredentialError):
     default_message = "This passkey could not be registered."
 
 
-class InvalidMfaTokenError(KeyturnError):
-    code = wire.INVALID_MFA_TOKEN
-    status = 401
-    default_message = "The MFA token is unknown, used or expired; log in again."
-
-
 class PasskeyNotFoundError(KeyturnError):
     code = wire.PASSKEY_NOT_FOUND
     status = 404
     default_message = "No such passkey."
+
+
+class MfaRequiredError(KeyturnError):
+    """The password was right and the account has a second factor: the login continues at
+    POST /api/auth/mfa/verify with `mfa_token` (carried in the body with `methods`)."""
+
+    code = wire.MFA_REQUIRED
+    status = 401
+    default_message = "Enter a code from your authenticator app to finish logging in."
+
+    def __init__(self, *, mfa_token: str, methods: list[str]) -> None:
+        super().__init__(None, mfa_token=mfa_token, methods=methods)
+
+
+class InvalidCodeError(KeyturnError):
+    code = wire.INVALID_CODE
+    status = 401
+    default_message = "The code is incorrect or was already used."
+
+
+class InvalidConfirmationCodeError(InvalidCodeError):
+    """A wrong code while setting up an authenticator app: the request, not a login, failed."""
+
+    status = 400
+    default_message = "The code is incorrect; check the time on your phone and try again."
+
+
+class InvalidMfaTokenError(KeyturnError):
+    """Unknown, used, expired or worn out by wrong codes: one answer for all."""
+
+    code = wire.INVALID_MFA_TOKEN
+    status = 401
+    default_message = "This login attempt has expired; log in again with your password."
+
+
+class ReauthenticationRequiredError(KeyturnError):
+    code = wire.REAUTHENTICATION_REQUIRED
+    status = 403
+    default_message = (
+        "Confirm it is you: POST /api/auth/reauthenticate with your password or a code first."
+    )
+
+
+class MfaAlreadyEnabledError(KeyturnError):
+    code = wire.MFA_ALREADY_ENABLED
+    status = 409
+    default_message = "An authenticator app is already active; turn it off first."
+
+
+class MfaNotEnabledError(KeyturnError):
+    code = wire.MFA_NOT_ENABLED
+    status = 404
+    default_message = "No authenticator app is set up for this account."
+
+
+class InsufficientUserAuthenticationError(KeyturnError):
+    """RFC 9470: the token is valid but its login did not use a second factor."""
+
+    code = wire.INSUFFICIENT_USER_AUTHENTICATION
+    status = 403
+    default_message = "This needs a login with a second factor."
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "WWW-Authenticate": (
+                'Bearer realm="keyturn", error="insufficient_user_authentication", '
+                'error_description="A login with a second factor is required."'
+            )
+        }
 
 
 class UnsupportedGrantTypeError(KeyturnError):

@@ -39,8 +39,16 @@ USER_NOT_FOUND: Final = "user_not_found"
 LAST_ADMIN: Final = "last_admin"
 
 INVALID_CREDENTIAL: Final = "invalid_credential"  # a WebAuthn credential (passkey)
-INVALID_MFA_TOKEN: Final = "invalid_mfa_token"
 PASSKEY_NOT_FOUND: Final = "passkey_not_found"
+# Second factors and step-up.
+MFA_REQUIRED: Final = "mfa_required"
+INVALID_CODE: Final = "invalid_code"
+INVALID_MFA_TOKEN: Final = "invalid_mfa_token"
+REAUTHENTICATION_REQUIRED: Final = "reauthentication_required"
+MFA_ALREADY_ENABLED: Final = "mfa_already_enabled"
+MFA_NOT_ENABLED: Final = "mfa_not_enabled"
+# RFC 9470 §3: the token's authentication is too weak for this resource.
+INSUFFICIENT_USER_AUTHENTICATION: Final = "insufficient_user_authentication"
 
 # OAuth 2.0 error codes (RFC 6749 §5.2) the /oauth routes answer with.
 INVALID_GRANT: Final = "invalid_grant"
@@ -62,6 +70,21 @@ CLAIM_TOKEN_ID: Final = "jti"
 CLAIM_SESSION_ID: Final = "sid"
 CLAIM_CLIENT_ID: Final = "client_id"
 CLAIM_ROLES: Final = "roles"
+CLAIM_AMR: Final = "amr"
+CLAIM_AUTH_TIME: Final = "auth_time"
+
+# Authentication method references (RFC 8176) an `amr` claim may hold.
+AMR_PASSWORD: Final = "pwd"
+AMR_OTP: Final = "otp"
+AMR_HARDWARE_KEY: Final = "hwk"
+AMR_SOFTWARE_KEY: Final = "swk"
+AMR_MFA: Final = "mfa"
+AMR_FEDERATED: Final = "fed"
+
+# Second-factor methods a login's `mfa_required` answer may offer.
+MFA_METHOD_TOTP: Final = "totp"
+MFA_METHOD_RECOVERY_CODE: Final = "recovery_code"
+MFA_METHOD_PASSKEY: Final = "passkey"
 
 TOKEN_TYPE_BEARER: Final = "Bearer"
 REFRESH_TOKEN_PREFIX: Final = "ktr_"

@@ -80,7 +80,12 @@ def test_a_minted_token_verifies_with_its_claims(algorithm: str) -> None:
     assert (claims.subject, claims.session_id, claims.roles) == ("user-1", "session-1", ("user",))
     header, payload, _ = split(mint(key))
     assert header == {"alg": algorithm, "kid": "k1", "typ": "at+jwt"}
-    assert set(payload) == {"iss", "sub", "aud", "exp", "iat", "jti", "sid", "client_id", "roles"}
+    assert set(payload) == {
+        *("iss", "sub", "aud", "exp", "iat", "jti", "sid", "client_id", "roles"),
+        *("amr", "auth_time"),
+    }
+    assert (claims.amr, payload["amr"]) == (("pwd",), ["pwd"])
+    assert claims.auth_time == payload["auth_time"] == payload["iat"]
 
 
 @pytest.mark.parametrize("algorithm", ["EdDSA", "ES256", "RS256", "HS256"])
@@ -258,7 +263,20 @@ def test_garbage_is_invalid_not_an_exception(garbage: str) -> None:
         verify(garbage, KeyRing([make_key()]))
 
 
-@pytest.mark.parametrize("bad", [{"roles": "admin"}, {"sub": 5}, {"exp": "soon"}, {"sid": ""}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"roles": "admin"},
+        {"sub": 5},
+        {"exp": "soon"},
+        {"sid": ""},
+        {"amr": "mfa"},
+        {"amr": ["pwd", 5]},
+        {"auth_time": "now"},
+        {"auth_time": True},
+        {"auth_time": int(NOW.timestamp()) + 3600},
+    ],
+)
 def test_malformed_claims_are_refused(bad: dict) -> None:
     key = make_key()
     payload = {**split(mint(key))[1], **bad}
@@ -316,3 +334,26 @@ def test_rotated_ring_keeps_old_tokens_valid_and_signs_with_the_new_key() -> Non
     assert verify(mint(old), ring).subject == "user-1"
     assert {k["kid"] for k in ring.jwks(now=NOW)["keys"]} == {"old", "new"}
     assert {k["kid"] for k in ring.jwks(now=NOW + timedelta(seconds=941))["keys"]} == {"new"}
+
+
+def test_a_second_factor_login_round_trips_amr_and_auth_time() -> None:
+    """amr and auth_time travel as minted; `used_second_factor` reads `mfa` in amr."""
+    key = make_key()
+    logged_in = NOW - timedelta(minutes=7)
+    claims = verify(mint(key, amr=("pwd", "otp", "mfa"), auth_time=logged_in), KeyRing([key]))
+    assert claims.amr == ("pwd", "otp", "mfa")
+    assert claims.auth_time == int(logged_in.timestamp())
+    assert claims.used_second_factor
+    assert not verify(mint(key), KeyRing([key])).used_second_factor
+
+
+def test_a_token_without_amr_claims_no_method_and_an_old_login() -> None:
+    """A token minted before amr existed verifies, claiming nothing: never "recent"."""
+    key = make_key()
+    payload = split(mint(key))[1]
+    del payload["amr"], payload["auth_time"]
+    token = jwt.encode(
+        payload, key.signing_key, algorithm="EdDSA", headers={"kid": "k1", "typ": "at+jwt"}
+    )
+    claims = verify(token, KeyRing([key]))
+    assert (claims.amr, claims.auth_time) == ((), 0)

@@ -57,6 +57,7 @@ ADMIN_ROUTES = [
     ("PUT", "/api/admin/users/{id}/roles", {"roles": ["admin"]}),
     ("DELETE", "/api/admin/users/{id}", None),
     ("POST", "/api/admin/users/{id}/password", {"new_password": "a fresh long passphrase"}),
+    ("DELETE", "/api/admin/users/{id}/mfa", None),
 ]
 
 

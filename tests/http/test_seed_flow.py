@@ -11,7 +11,8 @@ from tests.support.api import bearer, error_of, login, refresh, register
 async def test_register_login_me_refresh_logout(api: httpx.AsyncClient) -> None:
     """The whole seed flow works and logout ends the access token at once."""
     user = await register(api, "ada@example.com", username="ada")
-    assert set(user) == {"id", "email", "username", "roles", "created_at", "email_verified"}
+    fields = {"id", "email", "username", "roles", "created_at", "email_verified", "mfa_enabled"}
+    assert set(user) == fields
     assert user["roles"] == ["user"]
 
     tokens = await login(api, "ada@example.com", create=False)

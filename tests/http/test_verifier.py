@@ -17,8 +17,9 @@ from keyturn.core.tokens import mint_access_token
 from keyturn.errors import ServiceUnavailableError
 from keyturn.verify import AccessClaims, InvalidTokenError, JwksCache, TokenExpiredError, Verifier
 from keyturn.verify.deps import KeyturnBearer, install_error_handler
-from tests.support.api import bearer, login
+from tests.support.api import DEFAULT_PASSWORD, bearer, login
 from tests.support.environment import TEST_ISSUER, ApiFactory
+from tests.support.mfa import code_for, enrol, start_login
 
 
 class Ticker:
@@ -279,6 +280,41 @@ async def test_fastapi_dependencies(api: httpx.AsyncClient, clock: FrozenClock) 
         clock.advance(seconds=901)
         expired = await notes_api.get("/notes", headers=bearer(tokens.access_token))
         assert (expired.status_code, expired.json()["error"]) == (401, "token_expired")
+
+
+async def test_requires_mfa_lets_only_second_factor_logins_through(
+    api: httpx.AsyncClient, clock: FrozenClock
+) -> None:
+    """The claims expose amr and auth_time; requires_mfa answers 403 without "mfa" in amr."""
+    verifier = verifier_for(api, clock)
+    principal = KeyturnBearer(verifier)
+    service = FastAPI()
+    install_error_handler(service)
+
+    @service.post("/payouts", dependencies=[Depends(principal.requires_mfa())])
+    async def payouts() -> dict[str, str]:
+        return {"paid": "yes"}
+
+    password_only = await login(api)
+    app = await enrol(api, password_only.access_token, clock)
+    step = await start_login(api, "ada@example.com", DEFAULT_PASSWORD)
+    done = await api.post(
+        "/api/auth/mfa/verify",
+        json={"mfa_token": step["mfa_token"], "code": code_for(app.secret, clock.timestamp())},
+    )
+    with_mfa = done.json()["access_token"]
+    claims = await verifier.averify(with_mfa)
+    assert (claims.amr, claims.auth_time) == (("pwd", "otp", "mfa"), int(clock.timestamp()))
+    transport = httpx.ASGITransport(app=service)
+    async with httpx.AsyncClient(transport=transport, base_url="http://pay.test") as pay_api:
+        refused = await pay_api.post("/payouts", headers=bearer(password_only.access_token))
+        assert (refused.status_code, refused.json()["error"]) == (
+            403,
+            "insufficient_user_authentication",
+        )
+        assert "insufficient_user_authentication" in refused.headers["www-authenticate"]
+        paid = await pay_api.post("/payouts", headers=bearer(with_mfa))
+        assert paid.json() == {"paid": "yes"}
 
 
 def test_public_api_is_pinned() -> None:

@@ -23,7 +23,12 @@ from keyturn.mail.messages import (
     UnknownMessageError,
 )
 
-VARIABLES = {"token": "t0k3n-ABC_123", "ttl_seconds": 1800, "new_email": "new@example.com"}
+VARIABLES = {
+    "token": "t0k3n-ABC_123",
+    "ttl_seconds": 1800,
+    "new_email": "new@example.com",
+    "remaining": 9,
+}
 
 
 def extracted_msgids() -> set[str]:

@@ -25,6 +25,8 @@ def open_session(database: Database, token_hash: str) -> Session:
         user_agent="tests",
         ip="192.0.2.7",
         client_id="default",
+        auth_time=NOW,
+        amr=("pwd",),
     )
     with database.transaction() as connection:
         user_store.insert_user(

@@ -1,4 +1,4 @@
-"""`keyturn users create|list|disable|enable|unlock|delete|set-role|set-password`."""
+"""`keyturn users create|list|disable|enable|unlock|remove-mfa|delete|set-role|set-password`."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def register(commands: Any) -> None:
         ("disable", run_disable, "disable a user and end their sessions"),
         ("enable", run_enable, "enable a disabled user"),
         ("unlock", run_unlock, "clear a user's failed-login lock"),
+        ("remove-mfa", run_remove_mfa, "remove a user's second factors and end their sessions"),
         ("delete", run_delete, "delete a user and end their sessions"),
     ):
         action = actions.add_parser(name, help=text)
@@ -141,6 +142,17 @@ def run_unlock(args: argparse.Namespace) -> int:
     finally:
         services.database.dispose()
     print(f"unlocked {user.email}")
+    return 0
+
+
+def run_remove_mfa(args: argparse.Namespace) -> int:
+    services = _services()
+    try:
+        user = services.admin.find_user(args.user)
+        services.factors.remove_factors(user.id, admin_id="cli")
+    finally:
+        services.database.dispose()
+    print(f"removed the second factors of {user.email}")
     return 0
 
 

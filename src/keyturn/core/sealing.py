@@ -43,6 +43,12 @@ class Sealer:
                 " (44 characters)"
             ) from exc
         self._all = MultiFernet(self._fernets)
+        self._keys = tuple(keys)
+
+    def sealing_with(self, key: str) -> Sealer:
+        """A Sealer that seals with `key` and still opens what this one sealed: a dedicated
+        key for one kind of secret, set after such secrets were sealed with the general one."""
+        return Sealer([key, *self._keys])
 
     def seal(self, plaintext: bytes) -> str:
         return SEALED_PREFIX + self._fernets[0].encrypt(plaintext).decode("ascii")

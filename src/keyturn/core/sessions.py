@@ -41,6 +41,10 @@ class Session:
     user_agent: str | None
     ip: str | None
     client_id: str
+    # The login that opened the session (OIDC's auth_time, RFC 8176 amr); a reauthentication
+    # moves auth_time forward.
+    auth_time: datetime
+    amr: tuple[str, ...]
 
 
 class SessionState(enum.Enum):
@@ -72,6 +76,7 @@ class UserRecord:
     disabled_at: datetime | None
     created_at: datetime
     email_verified_at: datetime | None = None
+    mfa_enabled: bool = False
 
     @property
     def is_disabled(self) -> bool:

@@ -57,9 +57,17 @@ class AccessClaims:
     issued_at: int
     expires_at: int
     key_id: str = ""
+    # RFC 8176 methods of the login behind the session, and when it happened (OIDC Core
+    # §2): a token minted without them claims no method, and a login at the epoch.
+    amr: tuple[str, ...] = ()
+    auth_time: int = 0
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
+
+    @property
+    def used_second_factor(self) -> bool:
+        return wire.AMR_MFA in self.amr
 
 
 def mint_access_token(
@@ -73,6 +81,8 @@ def mint_access_token(
     client_id: str,
     now: datetime,
     lifetime: timedelta,
+    amr: tuple[str, ...] = (wire.AMR_PASSWORD,),
+    auth_time: datetime | None = None,
 ) -> tuple[str, AccessClaims]:
     """Sign an access token with `key`; the header pins `typ` and `kid`."""
     moment = now.timestamp()
@@ -89,6 +99,8 @@ def mint_access_token(
         issued_at=issued_at,
         expires_at=expires_at,
         key_id=key.kid,
+        amr=amr,
+        auth_time=issued_at if auth_time is None else int(auth_time.timestamp()),
     )
     payload = {
         wire.CLAIM_ISSUER: issuer,
@@ -100,6 +112,8 @@ def mint_access_token(
         wire.CLAIM_SESSION_ID: session_id,
         wire.CLAIM_CLIENT_ID: client_id,
         wire.CLAIM_ROLES: list(roles),
+        wire.CLAIM_AMR: list(amr),
+        wire.CLAIM_AUTH_TIME: claims.auth_time,
     }
     # RFC 7515 §7.1 compact serialization. The header is the same for every token of a key,
     # so it is encoded once per key; PyJWT's algorithm object signs, as jwt.encode would
@@ -211,6 +225,12 @@ def _claims_from_payload(payload: dict[str, Any], *, now: float, key_id: str) ->
         raise InvalidTokenError("The access token's claims are malformed.")
     if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
         raise InvalidTokenError("The access token's roles are malformed.")
+    amr = payload.get("amr", ())
+    auth_time = payload.get("auth_time", 0)
+    if not isinstance(amr, list | tuple) or not all(isinstance(method, str) for method in amr):
+        raise InvalidTokenError("The access token's amr claim is malformed.")
+    if not _is_timestamp(auth_time) or auth_time > now + CLOCK_SKEW_SECONDS:
+        raise InvalidTokenError("The access token's auth_time claim is malformed.")
     if now >= expires_at:
         raise TokenExpiredError()
     return AccessClaims(
@@ -222,6 +242,8 @@ def _claims_from_payload(payload: dict[str, Any], *, now: float, key_id: str) ->
         issued_at=int(issued_at),
         expires_at=int(expires_at),
         key_id=key_id,
+        amr=tuple(amr),
+        auth_time=int(auth_time),
     )
 
 

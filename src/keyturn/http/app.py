@@ -26,6 +26,7 @@ from keyturn.http.routes import (
     health,
     languages,
     metrics,
+    mfa,
     oauth,
     passkeys,
 )
@@ -89,6 +90,7 @@ def create_app(
         auth.router,
         email.router,
         passkeys.router,
+        mfa.router,
         admin.router,
         discovery.router,
     ):

@@ -133,6 +133,28 @@ def set_session_cookies(
         response.headers.append("set-cookie", header)
 
 
+def set_access_cookie(
+    response: Response, names: CookieNames, issued: IssuedTokens, *, settings: Settings
+) -> None:
+    """Replace the access cookie alone (a reauthentication: same session, same refresh
+    token), with the lifetime the session's cookies have."""
+    max_age: int | None = None
+    if issued.remember_me:
+        max_age = min(settings.refresh_ttl_seconds, settings.session_max_age_seconds)
+    response.headers.append(
+        "set-cookie",
+        _set_cookie_header(
+            names.access,
+            issued.access_token,
+            path="/",
+            same_site="Lax",
+            http_only=True,
+            secure=names.secure,
+            max_age=max_age,
+        ),
+    )
+
+
 def clear_session_cookies(response: Response, names: CookieNames) -> None:
     """Expire all three cookies (same names and paths, or the browser keeps them)."""
     for header in _cookie_headers(

@@ -184,3 +184,14 @@ ServicesDep = Annotated[Services, Depends(_services_dependency)]
 ContextDep = Annotated[RequestContext, Depends(_context_dependency)]
 LocaleDep = Annotated[str, Depends(_locale_dependency)]
 AdminClaims = Annotated[AccessClaims, Depends(requires_role(wire.ROLE_ADMIN))]
+
+
+async def recent_claims(request: Request, claims: Claims) -> AccessClaims:
+    """The caller's claims, when its login is recent (KEYTURN_REAUTH_SECONDS); else 403
+    `reauthentication_required` (POST /api/auth/reauthenticate renews it)."""
+    if not services_of(request).reauthentication.is_recent(claims):
+        raise errors.ReauthenticationRequiredError()
+    return claims
+
+
+RecentClaims = Annotated[AccessClaims, Depends(recent_claims)]

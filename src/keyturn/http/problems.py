@@ -41,6 +41,8 @@ OAUTH_ERRORS: dict[str, tuple[str, int]] = {
     wire.UNSUPPORTED_GRANT_TYPE: (wire.UNSUPPORTED_GRANT_TYPE, 400),
     wire.INVALID_SCOPE: (wire.INVALID_SCOPE, 400),
     wire.INVALID_CLIENT: (wire.INVALID_CLIENT, 401),
+    # Extensions (§8.5): the second step of a login happens at /api/auth/mfa/verify.
+    wire.MFA_REQUIRED: (wire.MFA_REQUIRED, 401),
     # Not a §5.2 code (§8.5 allows extensions): the lockout keeps its 429 and Retry-After.
     wire.TOO_MANY_REQUESTS: (wire.TOO_MANY_REQUESTS, 429),
     wire.SERVICE_UNAVAILABLE: (wire.TEMPORARILY_UNAVAILABLE, 503),
@@ -73,6 +75,8 @@ def oauth_problem(exc: KeyturnError) -> JSONResponse:
     default = (wire.SERVER_ERROR, 500) if exc.status >= 500 else (wire.INVALID_REQUEST, 400)
     code, status = OAUTH_ERRORS.get(exc.code, default)
     body = {"error": code, "error_description": exc.message, "message": exc.message}
+    if exc.code == wire.MFA_REQUIRED:
+        body = {**exc.extra, **body}  # the mfa_token and methods
     headers = {**exc.headers(), "Cache-Control": "no-store", "Pragma": "no-cache"}
     return JSONResponse(body, status_code=status, headers=headers)
 

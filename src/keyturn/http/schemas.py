@@ -109,6 +109,62 @@ class PasswordResetRequest(Strict):
     new_password: Password
 
 
+TotpCode = Annotated[str, Field(min_length=1, max_length=16), AfterValidator(_printable)]
+RecoveryCode = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_printable)]
+
+
+class TotpConfirmRequest(Strict):
+    code: TotpCode
+
+
+class MfaVerifyRequest(Strict):
+    mfa_token: TokenText
+    code: TotpCode | None = None
+    recovery_code: RecoveryCode | None = None
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> MfaVerifyRequest:
+        if (self.code is None) == (self.recovery_code is None):
+            raise ValueError("give either a code or a recovery_code")
+        return self
+
+
+class ReauthenticateRequest(Strict):
+    password: Password | None = None
+    code: TotpCode | None = None
+    recovery_code: RecoveryCode | None = None
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> ReauthenticateRequest:
+        given = [v for v in (self.password, self.code, self.recovery_code) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give one of password, code or recovery_code")
+        return self
+
+
+class TotpSetupOut(BaseModel):
+    secret: str = Field(description="Base32, for typing into the app by hand.")
+    otpauth_uri: str
+    qr_svg: str = Field(description="The otpauth URI as a QR code, an inline SVG document.")
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str] = Field(description="Shown this once; each works once.")
+
+
+class AccessTokenOut(BaseModel):
+    access_token: str | None = Field(None, description="Absent in browser mode (a cookie).")
+    token_type: str = "Bearer"
+    expires_in: int
+
+
+class MfaRequiredProblem(BaseModel):
+    error: str = "mfa_required"
+    message: str
+    mfa_token: str = Field(description="For POST /api/auth/mfa/verify, within 300 s.")
+    methods: list[str] = Field(description="`totp`, `recovery_code`, `passkey`")
+
+
 class Accepted(BaseModel):
     message: str
 
@@ -128,6 +184,7 @@ class UserOut(BaseModel):
     roles: list[str]
     created_at: datetime
     email_verified: bool
+    mfa_enabled: bool
 
     @classmethod
     def of(cls, user: UserRecord) -> UserOut:
@@ -138,6 +195,7 @@ class UserOut(BaseModel):
             roles=list(user.roles),
             created_at=user.created_at,
             email_verified=user.email_verified,
+            mfa_enabled=user.mfa_enabled,
         )
 
 

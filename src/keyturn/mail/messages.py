@@ -44,6 +44,7 @@ MESSAGES: Final[Mapping[str, MessageKind]] = {
     "email_change_confirm": MessageKind("/verify-email", True),
     "password_changed": MessageKind("/forgot-password", False),
     "email_change_notice": MessageKind("/forgot-password", False, frozenset({"new_email"})),
+    "recovery_code_used": MessageKind("/forgot-password", False, frozenset({"remaining"})),
 }
 
 

@@ -31,13 +31,16 @@ from keyturn.services.accounts import AccountService
 from keyturn.services.admin import AdminService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.browser import BrowserService
+from keyturn.services.factors import FactorService
 from keyturn.services.hashing import HashingGate
 from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.login import LoginService, LoginThrottle
 from keyturn.services.lost_answers import LostAnswers
+from keyturn.services.mfa import MfaService
 from keyturn.services.passkey_login import PasskeyLoginService
 from keyturn.services.passkeys import PasskeyService, RelyingParty
+from keyturn.services.reauthentication import ReauthenticationService
 from keyturn.services.recovery import RecoveryService
 from keyturn.services.rotation import RotationService
 from keyturn.services.sealing import development_key_in_use, load_sealer, seal_stored_secrets
@@ -76,6 +79,9 @@ class Services:
     recovery: RecoveryService
     passkeys: PasskeyService
     passkey_login: PasskeyLoginService
+    mfa: MfaService
+    factors: FactorService
+    reauthentication: ReauthenticationService
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
     mail: Mailer | None = None
@@ -180,6 +186,21 @@ def build_services(
         settings, clock, keyring=keyring, revocation=revocation, audit=audit, user_cache=user_cache
     )
     throttle = LoginThrottle(settings, database, clock, limiter=limiter, audit=audit)
+    mfa_sealer = (
+        sealer.sealing_with(settings.mfa_encryption_key.get_secret_value())
+        if settings.mfa_encryption_key is not None
+        else sealer
+    )
+    mfa = MfaService(
+        settings,
+        database,
+        clock,
+        sealer=mfa_sealer,
+        throttle=throttle,
+        issuing=issuing,
+        audit=audit,
+        mailer=mailer,
+    )
     revocation.key_listeners.append(access.forget_key)
     lost_answers = LostAnswers(settings, clock, audit=audit)
     relying_party = RelyingParty(settings, database, clock)
@@ -200,6 +221,8 @@ def build_services(
             audit=audit,
             issuing=issuing,
             require_verified_email=settings.require_verified_email,
+            second_step=mfa.require_second_step,
+            clock=clock,
         ),
         rotation=RotationService(
             settings,
@@ -266,6 +289,23 @@ def build_services(
             limiter=limiter,
             audit=audit,
             issuing=issuing,
+            mfa=mfa,
+        ),
+        mfa=mfa,
+        factors=FactorService(
+            database, clock, sealer=mfa_sealer, revocation=revocation, audit=audit
+        ),
+        reauthentication=ReauthenticationService(
+            settings,
+            database,
+            clock,
+            hashing=hashing,
+            throttle=throttle,
+            access=access,
+            issuing=issuing,
+            mfa=mfa,
+            revocation=revocation,
+            audit=audit,
         ),
         extra_probes=extra_probes,
         redis=link,

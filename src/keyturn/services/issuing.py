@@ -75,10 +75,17 @@ class IssuingService:
         *,
         remember_me: bool,
         context: RequestContext,
-        upgraded_hash: str | None,
+        upgraded_hash: str | None = None,
+        amr: tuple[str, ...] = (wire.AMR_PASSWORD,),
+        auth_time: datetime | None = None,
     ) -> IssuedTokens:
         """Open a session for `user` (storing `upgraded_hash` in the same transaction) and
-        issue its first tokens; the user's oldest sessions beyond the cap end."""
+        issue its first tokens; the user's oldest sessions beyond the cap end.
+
+        `amr` names how the user proved who they are (RFC 8176: a password `pwd`, a passkey
+        `hwk`/`swk`, a provider `fed`, plus `otp` and `mfa` after a second factor);
+        `auth_time` is when (default: now). Every access token of the session carries both.
+        """
         now = self._clock.now()
         lifetimes = self._lifetimes(remember_me)
         session = Session(
@@ -93,6 +100,8 @@ class IssuingService:
             user_agent=(context.user_agent or "")[:512] or None,
             ip=context.ip,
             client_id=context.client_id or wire.DEFAULT_CLIENT_ID,
+            auth_time=auth_time or now,
+            amr=amr,
         )
         refresh_token = new_refresh_token()
         with self._revocation.batch() as batch:
@@ -113,6 +122,7 @@ class IssuingService:
                 user_id=user.id,
                 session_id=session.id,
                 context=context,
+                detail={"amr": list(amr)},
             )
             self._end_sessions_over_limit(batch, user.id, now=now, context=context)
         self._user_cache.put(user.id, user)
@@ -122,6 +132,8 @@ class IssuingService:
             client_id=session.client_id,
             refresh_token=refresh_token,
             remember_me=remember_me,
+            amr=session.amr,
+            auth_time=session.auth_time,
         )
 
     def _end_sessions_over_limit(
@@ -155,8 +167,12 @@ class IssuingService:
         client_id: str,
         refresh_token: str,
         remember_me: bool,
+        amr: tuple[str, ...],
+        auth_time: datetime,
     ) -> IssuedTokens:
-        """Mint an access token for this session and pair it with `refresh_token`."""
+        """Mint an access token for this session (carrying its login's `amr` and
+        `auth_time`) and pair it with `refresh_token` (empty when only the access token is
+        renewed)."""
         now = self._clock.now()
         ttl = self._settings.access_ttl_seconds
         # Spread expiries a little so a crowd of clients does not refresh in the same second.
@@ -174,6 +190,8 @@ class IssuingService:
             client_id=client_id,
             now=now,
             lifetime=lifetime,
+            amr=amr,
+            auth_time=auth_time,
         )
         return IssuedTokens(
             access_token=access_token,

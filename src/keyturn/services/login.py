@@ -4,6 +4,7 @@ address, and for an address the account knows), which password changes share."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn
@@ -173,8 +174,15 @@ class LoginService:
         audit: AuditTrail,
         issuing: IssuingService,
         require_verified_email: bool = False,
+        second_step: Callable[[UserRecord, bool, RequestContext], errors.MfaRequiredError]
+        | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock
         self._database = database
+        # services/mfa.py: holds the login of a user with a second factor (an MfaRequiredError
+        # carrying the mfa_token) instead of opening the session.
+        self._second_step = second_step
         self._hashing = hashing
         self._audit = audit
         self._require_verified_email = require_verified_email
@@ -199,7 +207,8 @@ class LoginService:
         Raises TooManyRequestsError past the failure limits (for the right password too,
         unless it comes from an address this account logged in from before),
         InvalidCredentialsError (the same for unknown accounts), AccountDisabledError,
-        EmailNotVerifiedError (KEYTURN_REQUIRE_VERIFIED_EMAIL).
+        EmailNotVerifiedError (KEYTURN_REQUIRE_VERIFIED_EMAIL), MfaRequiredError (the user
+        has a second factor: the login goes on at POST /api/auth/mfa/verify).
         """
         with self._database.snapshot() as connection:
             user = user_store.find_user_by_login(connection, identifier)
@@ -242,6 +251,15 @@ class LoginService:
             if self._hashing.needs_rehash(user.password_hash)
             else None
         )
+        if user.mfa_enabled:
+            if self._second_step is None:  # fail closed: never a session without the factor
+                raise errors.KeyturnError("This login needs a second factor Keyturn cannot ask.")
+            if upgraded_hash is not None and self._clock is not None:
+                with self._database.transaction() as connection:
+                    user_store.set_password_hash(
+                        connection, user.id, upgraded_hash, now=self._clock.now()
+                    )
+            raise self._second_step(user, remember_me, context)
         return self._open_session(
             user, remember_me=remember_me, context=context, upgraded_hash=upgraded_hash
         )

@@ -26,6 +26,7 @@ from keyturn.ratelimit.limits import login_address_key
 from keyturn.ratelimit.protocol import RateLimiter
 from keyturn.services.audit import AuditTrail
 from keyturn.services.issuing import IssuedTokens, IssuingService
+from keyturn.services.mfa import MfaService
 from keyturn.services.passkeys import ParseFailure, RelyingParty, descriptor_of
 from keyturn.storage import passkeys as passkey_store
 from keyturn.storage import users as user_store
@@ -52,6 +53,7 @@ class PasskeyLoginService:
         limiter: RateLimiter,
         audit: AuditTrail,
         issuing: IssuingService,
+        mfa: MfaService,
     ) -> None:
         self._settings = settings
         self._database = database
@@ -60,15 +62,18 @@ class PasskeyLoginService:
         self._limiter = limiter
         self._audit = audit
         self._open_session = issuing.open_session
+        self._mfa = mfa
         self._window = timedelta(seconds=settings.login_window_seconds)
 
     # Password-less.
 
     def login_options(self, *, mfa_token: str | None = None) -> str:
-        """WebAuthn request options (JSON) for a password-less login: no allowCredentials, so
-        the browser offers the passkeys it holds for this site; user verification required.
-        Raises InvalidMfaTokenError when `mfa_token` is given (see `options_for_user`)."""
-        _refuse_mfa_token(mfa_token)
+        """WebAuthn request options (JSON). Without `mfa_token`, for a password-less login: no
+        allowCredentials, so the browser offers the passkeys it holds for this site; user
+        verification required. With it, for the second step of that login: the account's own
+        passkeys. Raises InvalidMfaTokenError for an unknown, used or expired `mfa_token`."""
+        if mfa_token is not None:
+            return self.options_for_user(self._mfa.pending_user(mfa_token).id)
         challenge = self._rp.issue_challenge(ChallengePurpose.LOGIN, user_id=None)
         return self._request_options(challenge, allow=[])
 
@@ -80,13 +85,15 @@ class PasskeyLoginService:
         remember_me: bool = True,
         context: RequestContext = NO_CONTEXT,
     ) -> IssuedTokens:
-        """Verify a password-less assertion and open a session for the passkey's owner.
+        """Verify a password-less assertion and open a session for the passkey's owner; with
+        `mfa_token`, finish that login with one of its account's passkeys instead.
 
-        Raises TooManyRequestsError past the per-address login limit, InvalidCredentialError,
-        AccountDisabledError, EmailNotVerifiedError (KEYTURN_REQUIRE_VERIFIED_EMAIL),
-        InvalidMfaTokenError when `mfa_token` is given.
+        Raises TooManyRequestsError past the per-address login limit, InvalidCredentialError
+        (with `mfa_token`, also counted against its tries), AccountDisabledError,
+        EmailNotVerifiedError (KEYTURN_REQUIRE_VERIFIED_EMAIL), InvalidMfaTokenError.
         """
-        _refuse_mfa_token(mfa_token)
+        if mfa_token is not None:
+            return self._finish_second_step(mfa_token, credential, context=context)
         passkey = self._checked(credential, user_id=None, context=context)
         with self._database.snapshot() as connection:
             user = user_store.find_user_by_id(connection, passkey.user_id)
@@ -98,9 +105,25 @@ class PasskeyLoginService:
             if user.is_disabled:
                 raise errors.AccountDisabledError()
             raise errors.EmailNotVerifiedError()
-        # amr: once open_session takes it, this login passes amr=passkey_amr(passkey).
         return self._open_session(
-            user, remember_me=remember_me, context=context, upgraded_hash=None
+            user,
+            remember_me=remember_me,
+            context=context,
+            upgraded_hash=None,
+            amr=passkey_amr(passkey),
+        )
+
+    def _finish_second_step(
+        self, mfa_token: str, credential: dict[str, Any], *, context: RequestContext
+    ) -> IssuedTokens:
+        user = self._mfa.pending_user(mfa_token)
+        try:
+            passkey = self.verify_assertion_for_user(user.id, credential, context=context)
+        except errors.InvalidCredentialError:
+            self._mfa.count_failure(mfa_token)
+            raise
+        return self._mfa.complete_second_step(
+            mfa_token, method_amr=passkey_amr(passkey), context=context
         )
 
     # A second factor: the MFA step calls these with the account its mfa_token names.
@@ -245,9 +268,3 @@ class PasskeyLoginService:
             detail["passkey_id"] = passkey_id
         with self._database.transaction() as connection:
             self._audit.record(connection, event, user_id=user_id, context=context, detail=detail)
-
-
-def _refuse_mfa_token(mfa_token: str | None) -> None:
-    """No second login step accepts a passkey yet: an mfa_token is refused, not ignored."""
-    if mfa_token is not None:
-        raise errors.InvalidMfaTokenError()

@@ -39,6 +39,7 @@ from keyturn.core.passkeys import (
 )
 from keyturn.services.audit import AuditTrail
 from keyturn.services.browser import origin_of
+from keyturn.storage import factors as factor_store
 from keyturn.storage import passkeys as passkey_store
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
@@ -205,6 +206,7 @@ class PasskeyService:
                 raise refuse("This account has as many passkeys as it may have; remove one.")
             if not passkey_store.insert_passkey(connection, passkey):
                 raise refuse("This passkey is registered already.")
+            factor_store.sync_mfa_enabled(connection, user_id, now=now)
             self._audit.record(
                 connection,
                 "passkey_registered",
@@ -247,6 +249,7 @@ class PasskeyService:
         with self._database.transaction() as connection:
             if not passkey_store.delete_passkey(connection, user_id, passkey_id):
                 raise errors.PasskeyNotFoundError()
+            factor_store.sync_mfa_enabled(connection, user_id, now=self._clock.now())
             self._audit.record(
                 connection,
                 "passkey_removed",

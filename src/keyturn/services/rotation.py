@@ -216,4 +216,6 @@ class RotationService:
             client_id=outcome.session.client_id,
             refresh_token=outcome.successor,
             remember_me=outcome.session.remember_me,
+            amr=outcome.session.amr,
+            auth_time=outcome.session.auth_time,
         )

@@ -24,6 +24,7 @@ from keyturn.revocation.feed import RevocationFeed
 from keyturn.revocation.service import RevocationService
 from keyturn.services.keyring import KeyringService
 from keyturn.storage import email_tokens as email_token_store
+from keyturn.storage import mfa_challenges as challenge_store
 from keyturn.storage import passkeys as passkey_store
 from keyturn.storage import rate_limits as rate_limit_store
 from keyturn.storage import revocations as revocation_store
@@ -234,6 +235,11 @@ class Upkeep:
         self._purge_in_batches(
             lambda connection: passkey_store.purge_challenges(
                 connection, before=now, limit=PURGE_BATCH
+            )
+        )
+        self._purge_in_batches(
+            lambda connection: challenge_store.purge_challenges(
+                connection, now=now, limit=PURGE_BATCH
             )
         )
         if self._mail is not None:

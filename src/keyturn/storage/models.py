@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -117,6 +118,9 @@ users = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("email_verified_at", UTCDateTime()),
+    # Whether a second factor is active (storage/factors.py keeps it in step with the factor
+    # tables): read with the user on every refresh, where a join per factor table would cost.
+    Column("mfa_enabled", Boolean(), nullable=False, server_default=false()),
 )
 
 sessions = Table(
@@ -134,6 +138,10 @@ sessions = Table(
     Column("user_agent", String(512)),
     Column("ip", String(64)),
     Column("client_id", String(64), nullable=False),
+    # The login that opened the session: when, and by which RFC 8176 methods (space-separated);
+    # every access token of the session carries them as `auth_time` and `amr`.
+    Column("auth_time", UTCDateTime(), nullable=False),
+    Column("amr", String(64), nullable=False),
     Index(None, "user_id"),
     Index(None, "idle_expires_at"),
     # The purge finds ended sessions by this; only ended ones are in it.
@@ -291,5 +299,48 @@ passkey_challenges = Table(
     # The account a registration (or a second-factor assertion) is for; None: password-less.
     Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE")),
     Column("expires_at", UTCDateTime(), nullable=False),
+    Index(None, "expires_at"),
+)
+
+# An authenticator app (RFC 6238), one per user. `secret` is sealed (core/sealing.py); it is
+# active once `confirmed_at` is set. `last_step` is the time step of the last code accepted:
+# only a later one is accepted after it, so a code works once.
+totp_factors = Table(
+    "totp_factors",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("secret", Text(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("confirmed_at", UTCDateTime()),
+    Column("last_step", BigInteger()),
+)
+
+# One-time recovery codes, only as SHA-256 digests (each code holds 80 random bits).
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime()),
+    Index(None, "user_id"),
+)
+
+# A login waiting for its second factor: the `mfa_token` (its SHA-256 only) and what the
+# first factor settled, so the second step opens the very session the login asked for.
+mfa_challenges = Table(
+    "mfa_challenges",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("remember_me", Boolean(), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("first_amr", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("failures", Integer(), nullable=False, server_default="0"),
+    Column("used_at", UTCDateTime()),
     Index(None, "expires_at"),
 )

@@ -33,6 +33,8 @@ def _session(row: Mapping[Any, Any]) -> Session:
         user_agent=row["user_agent"],
         ip=row["ip"],
         client_id=row["client_id"],
+        auth_time=row["auth_time"],
+        amr=tuple(row["amr"].split()),
     )
 
 
@@ -65,8 +67,21 @@ def insert_session(connection: Connection, session: Session) -> None:
             "user_agent": session.user_agent,
             "ip": session.ip,
             "client_id": session.client_id,
+            "auth_time": session.auth_time,
+            "amr": " ".join(session.amr),
         },
     )
+
+
+def set_auth_time(connection: Connection, session_id: str, *, auth_time: datetime) -> bool:
+    """A reauthentication: the session's later access tokens carry the new auth_time. False
+    when the session has ended (or never was)."""
+    result = connection.execute(
+        update(sessions)
+        .where(sessions.c.id == session_id, sessions.c.ended_at.is_(None))
+        .values(auth_time=auth_time)
+    )
+    return result.rowcount == 1
 
 
 def find_session(connection: Connection, session_id: str) -> Session | None:

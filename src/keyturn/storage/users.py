@@ -43,6 +43,7 @@ USER_RECORD_COLUMNS = (
     users.c.disabled_at,
     users.c.created_at,
     users.c.email_verified_at,
+    users.c.mfa_enabled,
 )
 
 
@@ -57,6 +58,7 @@ def user_from_row(row: Mapping[Any, Any], *, prefix: str = "") -> UserRecord:
         disabled_at=row[prefix + "disabled_at"],
         created_at=row[prefix + "created_at"],
         email_verified_at=row[prefix + "email_verified_at"],
+        mfa_enabled=bool(row[prefix + "mfa_enabled"]),
     )
 
 

@@ -14,6 +14,9 @@ Example:
     >>> @app.get("/reports", dependencies=[Depends(bearer.requires_role("admin"))])
     ... async def reports() -> dict:
     ...     return {}
+    >>> @app.post("/payouts", dependencies=[Depends(bearer.requires_mfa())])
+    ... async def payouts() -> dict:
+    ...     return {}
 """
 
 # No `from __future__ import annotations`: FastAPI reads the dependency's annotation at run
@@ -27,6 +30,7 @@ from fastapi.responses import JSONResponse
 from keyturn.core.tokens import AccessClaims
 from keyturn.errors import (
     InsufficientRoleError,
+    InsufficientUserAuthenticationError,
     InvalidTokenError,
     KeyturnError,
     MissingTokenError,
@@ -61,6 +65,18 @@ class KeyturnBearer:
         async def check(claims: Annotated[AccessClaims, Depends(self)]) -> AccessClaims:
             if not claims.has_role(role):
                 raise InsufficientRoleError()
+            return claims
+
+        return check
+
+    def requires_mfa(self) -> Callable[..., Awaitable[AccessClaims]]:
+        """A dependency that lets only tokens of a login with a second factor through
+        (`"mfa"` in their `amr`); others get 403 `insufficient_user_authentication`
+        (RFC 9470), after which the client should log in again with its second factor."""
+
+        async def check(claims: Annotated[AccessClaims, Depends(self)]) -> AccessClaims:
+            if not claims.used_second_factor:
+                raise InsufficientUserAuthenticationError()
             return claims
 
         return check

@@ -104,6 +104,20 @@ async def unlock_user(
 
 
 @router.delete(
+    "/users/{user_id}/mfa", status_code=204, responses=_ERRORS, openapi_extra=BEARER_SECURITY
+)
+async def remove_user_mfa(
+    user_id: str, admin: AdminClaims, services: ServicesDep, context: ContextDep
+) -> Response:
+    """Remove every second factor of a user who lost them (authenticator app, recovery
+    codes, passkeys); the user's sessions end. Audited as `mfa_removed`."""
+    await run_in_threadpool(
+        services.factors.remove_factors, user_id[:64], admin_id=admin.subject, context=context
+    )
+    return Response(status_code=204)
+
+
+@router.delete(
     "/users/{user_id}", status_code=204, responses=_CHANGE_ERRORS, openapi_extra=BEARER_SECURITY
 )
 async def delete_user(

@@ -12,11 +12,12 @@ from starlette.concurrency import run_in_threadpool
 
 from keyturn import errors
 from keyturn.http import cookies
-from keyturn.http.browser_logins import (
+from keyturn.http.answers import (
     NO_STORE,
     AuthModeHeader,
     cookie_login_body,
     is_cookie_mode,
+    login_answer,
     set_cookies,
     token_pair,
 )
@@ -25,6 +26,7 @@ from keyturn.http.deps import (
     Claims,
     ContextDep,
     LocaleDep,
+    RecentClaims,
     ServicesDep,
     access_claims,
     check_csrf,
@@ -41,6 +43,7 @@ from keyturn.http.schemas import (
     LoginRequest,
     LoginResponse,
     LogoutRequest,
+    MfaRequiredProblem,
     PasswordChangeRequest,
     Problem,
     RefreshRequest,
@@ -100,6 +103,11 @@ async def register(
     response_model=LoginResponse | CookieLoginResponse,
     responses={
         **_ERRORS,
+        401: {
+            "model": MfaRequiredProblem,
+            "description": "`invalid_credentials`; or `mfa_required` with an `mfa_token` for"
+            " POST /api/auth/mfa/verify when the account has a second factor",
+        },
         403: {"model": Problem, "description": "Account disabled, or a foreign Origin"},
         429: {"model": Problem, "description": "Too many failed logins"},
     },
@@ -118,7 +126,9 @@ async def login(
     `csrf_token` cookie to echo in `X-CSRF-Token`) and the body holds none of them.
     401 `invalid_credentials` whether or not the account exists; 429 with `Retry-After`
     past `KEYTURN_LOGIN_MAX_FAILURES` failures; 403 `account_disabled`; 503 `overloaded`
-    with `Retry-After` while too many passwords wait to be checked.
+    with `Retry-After` while too many passwords wait to be checked. For an account with a
+    second factor, a right password answers 401 `mfa_required` with `mfa_token` and
+    `methods`: the login ends at POST /api/auth/mfa/verify.
     """
     cookie_mode = is_cookie_mode(auth_mode)
     if cookie_mode:
@@ -134,11 +144,7 @@ async def login(
         ),
         gone=request.is_disconnected,
     )
-    if cookie_mode:
-        set_cookies(request, response, services, issued)
-        return cookie_login_body(issued)
-    response.headers.update(NO_STORE)
-    return LoginResponse(**token_pair(issued), user=UserOut.of(issued.user))
+    return login_answer(request, response, services, issued, cookie_mode=cookie_mode)
 
 
 @router.get("/me", response_model=UserEnvelope, responses=_ERRORS, openapi_extra=BEARER_SECURITY)
@@ -268,6 +274,7 @@ async def end_session(
     status_code=204,
     responses={
         **_ERRORS,
+        403: {"model": Problem, "description": "reauthentication_required; or csrf_failed"},
         429: {"model": Problem, "description": "Too many wrong current passwords; see Retry-After"},
     },
     openapi_extra=BEARER_SECURITY,
@@ -275,11 +282,12 @@ async def end_session(
 async def change_password(
     body: PasswordChangeRequest,
     request: Request,
-    claims: Claims,
+    claims: RecentClaims,
     services: ServicesDep,
     context: ContextDep,
 ) -> Response:
-    """Change the password; every other session of the caller ends. Wrong current passwords
+    """Change the password (needs a recent login: 403 `reauthentication_required`
+    otherwise); every other session of the caller ends. Wrong current passwords
     count against the same limits as failed logins (429 past them); 503 `overloaded` with
     `Retry-After` while too many passwords wait to be hashed."""
     await services.hashing.run(

@@ -13,7 +13,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from keyturn.http.deps import BEARER_SECURITY, Claims, ContextDep, LocaleDep, ServicesDep
+from keyturn.http.deps import (
+    BEARER_SECURITY,
+    Claims,
+    ContextDep,
+    LocaleDep,
+    RecentClaims,
+    ServicesDep,
+)
 from keyturn.http.schemas import (
     Accepted,
     EmailChangeRequest,
@@ -92,13 +99,18 @@ async def resend_verification(
 @router.post(
     "/email/change",
     status_code=202,
-    responses={**_ERRORS, **_SIGNED_IN, **_LIMITED},
+    responses={
+        **_ERRORS,
+        **_SIGNED_IN,
+        **_LIMITED,
+        403: {"model": Problem, "description": "reauthentication_required; or csrf_failed"},
+    },
     openapi_extra=BEARER_SECURITY,
 )
 async def change_email(
     body: EmailChangeRequest,
     request: Request,
-    claims: Claims,
+    claims: RecentClaims,
     services: ServicesDep,
     context: ContextDep,
     locale: LocaleDep,
@@ -106,7 +118,8 @@ async def change_email(
     """Ask to move the account to `new_email`: that address gets a confirmation link, the
     current one a notice; nothing changes until the link is used. The answer is the same
     whether or not another account has the address. 401 `invalid_credentials` for a wrong
-    password (counted like failed logins: 429 past the limits); 422 `invalid_email`."""
+    password (counted like failed logins: 429 past the limits); 422 `invalid_email`; 403
+    `reauthentication_required` when the login is not recent."""
     await services.hashing.run(
         functools.partial(
             services.recovery.request_email_change,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from keyturn import errors
-from keyturn.http.browser_logins import (
+from keyturn.http.answers import (
     NO_STORE,
     AuthModeHeader,
     cookie_login_body,
@@ -19,7 +19,7 @@ from keyturn.http.browser_logins import (
     set_cookies,
     token_pair,
 )
-from keyturn.http.deps import BEARER_SECURITY, Claims, ContextDep, ServicesDep
+from keyturn.http.deps import BEARER_SECURITY, Claims, ContextDep, RecentClaims, ServicesDep
 from keyturn.http.passkey_schemas import (
     PasskeyEnvelope,
     PasskeyList,
@@ -34,10 +34,6 @@ from keyturn.http.schemas import CookieLoginResponse, LoginResponse, Problem, Us
 router = APIRouter(prefix="/api/auth/passkeys", tags=["passkeys"])
 PASSKEY_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
-# The routes the contract marks "recent" (register options, register, delete) take this.
-# Until a recent-authentication check exists it is the plain access check; it is the one
-# place to change.
-RecentClaims = Claims
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Malformed request"},

@@ -92,6 +92,9 @@
 
   class SignedOut extends Error {}
 
+  // The person closed the "confirm it is you" dialog: the change they asked for is not made.
+  class Cancelled extends Error {}
+
   function readCookie(name) {
     for (const part of document.cookie.split(";")) {
       const index = part.indexOf("=");
@@ -235,8 +238,8 @@
     }
     if (response.status === 401) {
       const code = await errorCode(response);
-      // A wrong password typed into a form is the form's business, not a lost session.
-      if (code !== "invalid_credentials") throw new SignedOut(code);
+      // A wrong password or code typed into a form is the form's business, not a lost session.
+      if (code !== "invalid_credentials" && code !== "invalid_code") throw new SignedOut(code);
     }
     const data = await bodyOf(response);
     if (!response.ok) throw new ApiError(response, data);
@@ -395,6 +398,10 @@
       button.disabled = busy;
       document.getElementById("passkey-login-button").disabled = busy;
     });
+    const secondStep = setupSecondStep(form, summary, () => {
+      show(notice, t("mfa-expired"));
+      password.focus();
+    });
 
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -425,7 +432,10 @@
       }
       button.disabled = false;
       const error = new ApiError(response, await bodyOf(response));
-      if (error.status === 429) {
+      if (error.code === "mfa_required") {
+        password.value = "";
+        secondStep(error.body.mfa_token, error.body.methods || []);
+      } else if (error.status === 429) {
         lockOut(button, summary, error.retryAfter, label);
       } else if (error.code === "invalid_credentials") {
         password.value = "";
@@ -436,6 +446,157 @@
         formError(summary, explain(error));
       }
     });
+  }
+
+  // A code as typed: spaces and a dash between its halves are forgiven.
+  function typedCode(input) {
+    return input.value.replace(/[\s-]/g, "");
+  }
+
+  // The second step of a login whose password was right: a code from the authenticator app,
+  // or a recovery code, for the mfa_token the login answered with. Returns `start(token)`.
+  function setupSecondStep(loginForm, summary, expired) {
+    const form = document.getElementById("mfa-form");
+    const heading = document.getElementById("mfa-heading");
+    const code = document.getElementById("mfa-code");
+    const recovery = document.getElementById("mfa-recovery");
+    const codeField = document.getElementById("mfa-code-field");
+    const recoveryField = document.getElementById("mfa-recovery-field");
+    const switchButton = document.getElementById("mfa-switch");
+    const button = document.getElementById("mfa-submit");
+    const aside = document.getElementById("register-aside");
+    const passkeyPart = document.getElementById("mfa-passkey");
+    const passkeyButton = document.getElementById("mfa-passkey-button");
+    const passwordless = document.getElementById("passkey-login");
+    const label = button.textContent;
+    let token = "";
+    let byRecoveryCode = false;
+
+    // A passkey as the second factor: options for this login's account, then its assertion.
+    passkeyButton.addEventListener("click", async () => {
+      clearErrors(form, summary);
+      passkeyButton.disabled = true;
+      let response;
+      try {
+        const options = await send("POST", "/api/auth/passkeys/login/options", {
+          mfa_token: token,
+        });
+        if (!options.ok) throw new ApiError(options, await bodyOf(options));
+        const credential = await navigator.credentials.get({
+          publicKey: requestOptions(await options.json()),
+        });
+        response = await send(
+          "POST",
+          "/api/auth/passkeys/login",
+          { credential: credentialJson(credential), mfa_token: token },
+          { "X-Auth-Mode": "cookie" },
+        );
+      } catch (error) {
+        passkeyButton.disabled = false;
+        if (error instanceof ApiError && error.code === "invalid_mfa_token") showLogin();
+        else if (error instanceof ApiError) formError(summary, explain(error));
+        else if (isCancelled(error)) formError(summary, t("passkey-sign-in-cancelled"));
+        else if (error instanceof TypeError) formError(summary, t("unreachable"));
+        else formError(summary, t("passkey-not-accepted"));
+        return;
+      }
+      if (response.ok) {
+        window.location.assign("/dashboard");
+        return;
+      }
+      passkeyButton.disabled = false;
+      const error = new ApiError(response, await bodyOf(response));
+      if (error.code === "invalid_mfa_token") showLogin();
+      else if (error.status === 429) lockOut(passkeyButton, summary, error.retryAfter, label);
+      else if (error.code === "invalid_credential") formError(summary, t("passkey-not-accepted"));
+      else formError(summary, explain(error));
+    });
+
+    function showLogin() {
+      token = "";
+      form.hidden = true;
+      loginForm.hidden = false;
+      aside.hidden = false;
+      if (passwordless && hasPasskeys()) passwordless.hidden = false;
+      expired();
+    }
+
+    switchButton.addEventListener("click", () => {
+      byRecoveryCode = !byRecoveryCode;
+      clearErrors(form, summary);
+      codeField.hidden = byRecoveryCode;
+      recoveryField.hidden = !byRecoveryCode;
+      switchButton.textContent = t(byRecoveryCode ? "use-app-code" : "use-recovery-code");
+      (byRecoveryCode ? recovery : code).focus();
+    });
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form, summary);
+      const body = { mfa_token: token };
+      if (byRecoveryCode) {
+        if (!recovery.value.trim()) {
+          fieldError("mfa-recovery", t("enter-recovery-code")).focus();
+          return;
+        }
+        body.recovery_code = recovery.value.trim();
+      } else {
+        if (!/^[0-9]{6}$/.test(typedCode(code))) {
+          fieldError("mfa-code", t("enter-code")).focus();
+          return;
+        }
+        body.code = typedCode(code);
+      }
+      button.disabled = true;
+      let response;
+      try {
+        response = await send("POST", "/api/auth/mfa/verify", body, { "X-Auth-Mode": "cookie" });
+      } catch {
+        button.disabled = false;
+        formError(summary, t("unreachable"));
+        return;
+      }
+      if (response.ok) {
+        window.location.assign("/dashboard");
+        return;
+      }
+      button.disabled = false;
+      const error = new ApiError(response, await bodyOf(response));
+      if (error.code === "invalid_mfa_token") {
+        showLogin();
+      } else if (error.status === 429) {
+        lockOut(button, summary, error.retryAfter, label);
+      } else if (error.code === "invalid_code" && byRecoveryCode) {
+        recovery.value = "";
+        fieldError("mfa-recovery", t("wrong-recovery-code")).focus();
+      } else if (error.code === "invalid_code") {
+        code.value = "";
+        fieldError("mfa-code", t("wrong-code")).focus();
+      } else {
+        formError(summary, explain(error));
+      }
+    });
+
+    // `methods`: what the login answered; a passkey is offered where this browser has them,
+    // codes where the account has an authenticator app.
+    return (mfaToken, methods) => {
+      token = mfaToken;
+      clearErrors(loginForm, summary);
+      loginForm.hidden = true;
+      aside.hidden = true;
+      if (passwordless) passwordless.hidden = true;
+      form.hidden = false;
+      code.value = "";
+      recovery.value = "";
+      const byPasskey = methods.includes("passkey") && hasPasskeys();
+      const byCode = methods.includes("totp") || !byPasskey;
+      passkeyPart.hidden = !byPasskey;
+      document.getElementById("mfa-or").hidden = !byCode;
+      codeField.hidden = !byCode;
+      switchButton.parentElement.hidden = !byCode || !methods.includes("recovery_code");
+      button.hidden = !byCode;
+      (byPasskey ? passkeyButton : code).focus();
+    };
   }
 
   // Problems the server would find in an address or a new password, found first so every
@@ -609,6 +770,283 @@
     return element;
   }
 
+  // Changes that need a recent login answer 403 reauthentication_required: `recently(call)`
+  // then asks for the password (or, with an app, a code) in a dialog, and makes the call again.
+  // Closing the dialog rejects with Cancelled.
+  function setupReauthentication(hasApp) {
+    const dialog = document.getElementById("reauth");
+    const form = document.getElementById("reauth-form");
+    const summary = document.getElementById("reauth-error");
+    const password = document.getElementById("reauth-password");
+    const code = document.getElementById("reauth-code");
+    const passwordField = document.getElementById("reauth-password-field");
+    const codeField = document.getElementById("reauth-code-field");
+    const switchButton = document.getElementById("reauth-switch");
+    const button = document.getElementById("reauth-submit");
+    const cancel = document.getElementById("reauth-cancel");
+    const label = button.textContent;
+    let byCode = false;
+    let pending = null;
+
+    function useCode(on) {
+      byCode = on;
+      passwordField.hidden = on;
+      codeField.hidden = !on;
+      switchButton.textContent = t(on ? "use-password" : "use-app-code");
+      (on ? code : password).focus();
+    }
+
+    function finish(outcome) {
+      const settle = pending;
+      pending = null;
+      form.reset();
+      clearErrors(form, summary);
+      if (dialog.open) dialog.close();
+      if (settle) settle(outcome);
+    }
+
+    switchButton.addEventListener("click", () => useCode(!byCode));
+    cancel.addEventListener("click", () => finish(false));
+    dialog.addEventListener("cancel", (event) => {
+      event.preventDefault();
+      finish(false);
+    });
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form, summary);
+      let body;
+      if (byCode) {
+        if (!/^[0-9]{6}$/.test(typedCode(code))) {
+          fieldError("reauth-code", t("enter-code")).focus();
+          return;
+        }
+        body = { code: typedCode(code) };
+      } else {
+        if (!password.value) {
+          fieldError("reauth-password", t("enter-password")).focus();
+          return;
+        }
+        body = { password: password.value };
+      }
+      button.disabled = true;
+      try {
+        await api("POST", "/api/auth/reauthenticate", body);
+      } catch (error) {
+        button.disabled = false;
+        if (error instanceof SignedOut) {
+          finish(error);
+        } else if (error.status === 429) {
+          lockOut(button, summary, error.retryAfter, label);
+        } else if (error.code === "invalid_credentials") {
+          password.value = "";
+          fieldError("reauth-password", t("reauth-wrong-password")).focus();
+        } else if (error.code === "invalid_code") {
+          code.value = "";
+          fieldError("reauth-code", t("wrong-code")).focus();
+        } else {
+          formError(summary, explain(error));
+        }
+        return;
+      }
+      button.disabled = false;
+      finish(true);
+    });
+
+    function confirmIdentity() {
+      return new Promise((resolve, reject) => {
+        pending = (outcome) => {
+          if (outcome === true) resolve();
+          else reject(outcome instanceof Error ? outcome : new Cancelled());
+        };
+        switchButton.hidden = !hasApp();
+        dialog.showModal();
+        useCode(false);
+      });
+    }
+
+    return async function recently(call) {
+      try {
+        return await call();
+      } catch (error) {
+        if (!(error instanceof ApiError) || error.code !== "reauthentication_required") throw error;
+      }
+      await confirmIdentity();
+      return call();
+    };
+  }
+
+  // The server's QR code (inline SVG, without a namespace) as nodes: parsed in an inert
+  // document, where nothing runs, and only its <svg> element taken over.
+  function svgNode(text) {
+    const parsed = new DOMParser().parseFromString(text, "text/html");
+    const root = parsed.body.querySelector("svg");
+    if (!root) return document.createTextNode("");
+    for (const tag of ["script", "foreignObject"]) {
+      for (const element of root.querySelectorAll(tag)) element.remove();
+    }
+    root.setAttribute("aria-hidden", "true");
+    root.setAttribute("shape-rendering", "crispEdges");
+    root.setAttribute("focusable", "false");
+    return document.importNode(root, true);
+  }
+
+  // The Security card: the authenticator app off, being set up, its new codes, or on.
+  function setupSecurity(recently, email, reload) {
+    const views = {
+      off: document.getElementById("totp-off"),
+      setup: document.getElementById("totp-setup"),
+      codes: document.getElementById("totp-codes"),
+      on: document.getElementById("totp-on"),
+    };
+    const notice = document.getElementById("totp-notice");
+    const summary = document.getElementById("totp-error");
+    const form = document.getElementById("totp-confirm-form");
+    const code = document.getElementById("totp-code");
+    const confirmButton = document.getElementById("totp-confirm");
+    const startButton = document.getElementById("totp-start");
+    const disableButton = document.getElementById("totp-disable");
+    const regenerateButton = document.getElementById("codes-regenerate");
+    const codesList = document.getElementById("recovery-codes");
+    let view = "";
+    let codes = [];
+
+    function showView(name) {
+      view = name;
+      for (const [key, element] of Object.entries(views)) element.hidden = key !== name;
+    }
+
+    function showCodes(fresh) {
+      codes = fresh;
+      codesList.replaceChildren(
+        ...fresh.map((item) => {
+          const entry = document.createElement("li");
+          entry.textContent = item;
+          return entry;
+        }),
+      );
+      showView("codes");
+      document.getElementById("codes-heading").focus();
+    }
+
+    // Run a button's call; a sign-out, a cancelled dialog, a lockout or anything else is
+    // shown here, under the card's heading.
+    async function act(button, call) {
+      hide(notice);
+      hide(summary);
+      button.disabled = true;
+      try {
+        return await recently(call);
+      } catch (error) {
+        if (error instanceof SignedOut) goToLogin("expired");
+        else if (error instanceof Cancelled) button.focus();
+        else if (error.status === 429) formError(summary, t("too-many", { wait: describeWait(error.retryAfter) }));
+        else if (error.code === "mfa_already_enabled") formError(summary, t("totp-already-on"));
+        else formError(summary, explain(error));
+        return null;
+      } finally {
+        button.disabled = false;
+      }
+    }
+
+    startButton.addEventListener("click", async () => {
+      const setup = await act(startButton, () => api("POST", "/api/auth/mfa/totp/setup"));
+      if (!setup) return;
+      document.getElementById("totp-qr").replaceChildren(svgNode(setup.qr_svg));
+      // Grouped by four, as apps show keys; the spaces are ignored when it is typed.
+      document.getElementById("totp-secret").textContent = setup.secret.replace(/(.{4})/g, "$1 ").trim();
+      form.reset();
+      showView("setup");
+      code.focus();
+    });
+
+    document.getElementById("totp-cancel").addEventListener("click", () => {
+      clearErrors(form, summary);
+      showView("off");
+      startButton.focus();
+    });
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form, summary);
+      if (!/^[0-9]{6}$/.test(typedCode(code))) {
+        fieldError("totp-code", t("enter-code")).focus();
+        return;
+      }
+      confirmButton.disabled = true;
+      let result;
+      try {
+        result = await recently(() =>
+          api("POST", "/api/auth/mfa/totp/confirm", { code: typedCode(code) }),
+        );
+      } catch (error) {
+        confirmButton.disabled = false;
+        if (error instanceof SignedOut) goToLogin("expired");
+        else if (error instanceof Cancelled) confirmButton.focus();
+        else if (error.code === "invalid_code") {
+          code.value = "";
+          fieldError("totp-code", t("wrong-code")).focus();
+        } else formError(summary, explain(error));
+        return;
+      }
+      confirmButton.disabled = false;
+      showCodes(result.recovery_codes);
+      show(notice, t("totp-on"));
+    });
+
+    regenerateButton.addEventListener("click", async () => {
+      if (!window.confirm(t("confirm-new-codes"))) return;
+      const result = await act(regenerateButton, () => api("POST", "/api/auth/mfa/recovery-codes"));
+      if (result) showCodes(result.recovery_codes);
+    });
+
+    disableButton.addEventListener("click", async () => {
+      if (!window.confirm(t("confirm-totp-off"))) return;
+      const result = await act(disableButton, () => api("DELETE", "/api/auth/mfa/totp"));
+      if (result === null) return;
+      showView("off");
+      show(notice, t("totp-off"));
+      startButton.focus();
+      reload();
+    });
+
+    document.getElementById("codes-copy").addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(codes.join("\n"));
+        show(notice, t("codes-copied"));
+      } catch {
+        // No clipboard (an insecure origin, a refusal): select the list to copy by hand.
+        window.getSelection().selectAllChildren(codesList);
+      }
+    });
+
+    document.getElementById("codes-download").addEventListener("click", () => {
+      const text = [t("codes-file-title", { email: email() }), t("codes-file-note"), "", ...codes, ""];
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(new Blob([text.join("\n")], { type: "text/plain" }));
+      link.download = "keyturn-recovery-codes.txt";
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+    });
+
+    document.getElementById("codes-done").addEventListener("click", () => {
+      codes = [];
+      codesList.replaceChildren();
+      showView("on");
+      regenerateButton.focus();
+      reload();
+    });
+
+    return {
+      // From the account's mfa_enabled; a setup or codes on screen stay until dealt with.
+      render(enabled) {
+        if (view === "setup" || view === "codes") return;
+        showView(enabled ? "on" : "off");
+      },
+    };
+  }
+
   function setupDashboard() {
     const pageError = document.getElementById("page-error");
     const sessionsList = document.getElementById("sessions");
@@ -617,6 +1055,9 @@
     const everywhereButton = document.getElementById("logout-everywhere");
     const reloadButton = document.getElementById("reload");
     let currentEmail = "";
+    let mfaEnabled = false;
+    const recently = setupReauthentication(() => mfaEnabled);
+    const security = setupSecurity(recently, () => currentEmail, () => load());
 
     function signedOut(reason) {
       if (channel) channel.postMessage({ type: "signed-out" });
@@ -633,6 +1074,8 @@
 
     function renderUser(user) {
       currentEmail = user.email;
+      mfaEnabled = user.mfa_enabled === true;
+      security.render(mfaEnabled);
       // Only an explicit false: a server without address verification sends no flag at all.
       document.getElementById("verify-banner").hidden = user.email_verified !== false;
       document.getElementById("user-email").textContent = user.email;
@@ -768,6 +1211,7 @@
         } catch (error) {
           button.disabled = false;
           if (error instanceof SignedOut) fail(error);
+          else if (error instanceof Cancelled) return;
           else if (onError(error)) return;
           else if (error.status === 429) lockOut(button, summary, error.retryAfter, label, sentence);
           else formError(summary, explain(error));
@@ -797,10 +1241,12 @@
           return found;
         },
         submit: () =>
-          api("POST", "/api/auth/password", {
-            current_password: current.value,
-            new_password: next.value,
-          }),
+          recently(() =>
+            api("POST", "/api/auth/password", {
+              current_password: current.value,
+              new_password: next.value,
+            }),
+          ),
         async done() {
           button.disabled = false;
           form.reset();
@@ -884,10 +1330,12 @@
         },
         async submit() {
           const newEmail = address.value.trim();
-          await api("POST", "/api/auth/email/change", {
-            new_email: newEmail,
-            current_password: password.value,
-          });
+          await recently(() =>
+            api("POST", "/api/auth/email/change", {
+              new_email: newEmail,
+              current_password: password.value,
+            }),
+          );
           return newEmail;
         },
         done(newEmail) {

@@ -1,7 +1,7 @@
 """Passkeys (WebAuthn credentials) and their single-use challenges.
 
 Revision ID: 0008_passkeys
-Revises: 0006_email_tokens
+Revises: 0007_second_factors
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from keyturn.storage.models import UTCDateTime
 
 revision = "0008_passkeys"
-down_revision = "0006_email_tokens"
+down_revision = "0007_second_factors"
 branch_labels = None
 depends_on = None
 

@@ -1,5 +1,5 @@
-"""What a login answers, by mode: tokens in the body, or (`X-Auth-Mode: cookie`) in HttpOnly
-cookies. Every way of logging in (password, passkey, a second factor) answers alike."""
+"""How a successful login answers, wherever it ends (password, second factor, passkey,
+provider): tokens in the body, or cookies in browser mode (`X-Auth-Mode: cookie`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from fastapi import Header, Request, Response
 
 from keyturn import errors, wire
 from keyturn.http import cookies
-from keyturn.http.schemas import CookieLoginResponse, UserOut
+from keyturn.http.schemas import CookieLoginResponse, LoginResponse, UserOut
 from keyturn.services.container import Services
 from keyturn.services.issuing import IssuedTokens
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
 AuthModeHeader = Annotated[
     str | None,
     Header(
@@ -66,3 +65,19 @@ def token_pair(issued: IssuedTokens) -> dict[str, object]:
         "token_type": "Bearer",
         "expires_in": issued.expires_in,
     }
+
+
+def login_answer(
+    request: Request,
+    response: Response,
+    services: Services,
+    issued: IssuedTokens,
+    *,
+    cookie_mode: bool,
+) -> LoginResponse | CookieLoginResponse:
+    """The body (and, in browser mode, the cookies) of a successful login."""
+    if cookie_mode:
+        set_cookies(request, response, services, issued)
+        return cookie_login_body(issued)
+    response.headers.update(NO_STORE)
+    return LoginResponse(**token_pair(issued), user=UserOut.of(issued.user))
