@@ -18,6 +18,7 @@ from keyturn.clock import FrozenClock
 from tests.support.api import DEFAULT_PASSWORD, Login, bearer, error_of, login
 from tests.support.authenticator import SoftwareAuthenticator, b64url
 from tests.support.environment import TEST_ISSUER, ApiFactory
+from tests.support.mfa import claims_of, start_login
 
 ORIGIN = TEST_ISSUER  # the API client's own origin, so browser mode's cookies come back
 CHROME_ON_MAC = (
@@ -502,10 +503,8 @@ async def test_a_body_that_is_no_json_is_a_400(api: httpx.AsyncClient) -> None:
     assert response.status_code == 400
 
 
-async def test_an_mfa_token_is_refused_until_a_second_step_takes_passkeys(
-    api: httpx.AsyncClient,
-) -> None:
-    """`mfa_token` is never ignored: both routes answer 401 `invalid_mfa_token`."""
+async def test_an_unknown_mfa_token_is_refused_on_both_routes(api: httpx.AsyncClient) -> None:
+    """`mfa_token` is never ignored: an unknown one gets 401 `invalid_mfa_token` on both."""
     ada = await login(api)
     authenticator = SoftwareAuthenticator(origin=ORIGIN)
     await add_passkey(api, ada, authenticator)
@@ -518,6 +517,86 @@ async def test_an_mfa_token_is_refused_until_a_second_step_takes_passkeys(
 
     assert error_of(options) == (401, "invalid_mfa_token")
     assert error_of(logged_in) == (401, "invalid_mfa_token")
+
+
+async def test_a_passkey_finishes_a_password_login_as_its_second_step(
+    api: httpx.AsyncClient,
+) -> None:
+    """With a passkey, the password alone answers `mfa_required` offering it; the options for
+    that mfa_token list the account's passkey, its assertion opens the session with amr
+    pwd+hwk+mfa, and the token is spent."""
+    ada = await login(api)
+    authenticator = SoftwareAuthenticator(origin=ORIGIN)
+    passkey = await add_passkey(api, ada, authenticator)
+    me = await api.get("/api/auth/me", headers=bearer(ada.access_token))
+    assert me.json()["user"]["mfa_enabled"] is True
+
+    waiting = await start_login(api, "ada@example.com", DEFAULT_PASSWORD)
+    assert waiting["methods"] == ["passkey"]
+    token = waiting["mfa_token"]
+    options = await api.post("/api/auth/passkeys/login/options", json={"mfa_token": token})
+    assert options.status_code == 200, options.text
+    allowed = [entry["id"] for entry in options.json()["allowCredentials"]]
+    assert allowed == [b64url(authenticator.credential_id)]
+    done = await api.post(
+        "/api/auth/passkeys/login",
+        json={"credential": authenticator.get(options.json()), "mfa_token": token},
+    )
+    again = await api.post("/api/auth/passkeys/login/options", json={"mfa_token": token})
+
+    assert done.status_code == 200, done.text
+    assert claims_of(done.json()["access_token"])["amr"] == ["pwd", "hwk", "mfa"]
+    assert error_of(again) == (401, "invalid_mfa_token")
+    # Removing the last passkey turns the second step off again.
+    fresh = await api.post(
+        "/api/auth/passkeys/login",
+        json={"credential": authenticator.get(await login_options(api))},
+    )
+    auth = bearer(fresh.json()["access_token"])
+    assert (
+        await api.delete(f"/api/auth/passkeys/{passkey['id']}", headers=auth)
+    ).status_code == 204
+    assert (await login(api, create=False)).access_token
+
+
+async def test_another_accounts_passkey_does_not_finish_a_login(api: httpx.AsyncClient) -> None:
+    """An assertion by someone else's passkey is 401 `invalid_credential` and counts against
+    the mfa_token: after five, the token is dead."""
+    ada = await login(api)
+    await add_passkey(api, ada, SoftwareAuthenticator(origin=ORIGIN))
+    grace = await login(api, "grace@example.com")
+    graces_key = SoftwareAuthenticator(origin=ORIGIN)
+    await add_passkey(api, grace, graces_key)
+
+    token = (await start_login(api, "ada@example.com", DEFAULT_PASSWORD))["mfa_token"]
+    answers = []
+    for _ in range(5):
+        options = await api.post("/api/auth/passkeys/login/options", json={"mfa_token": token})
+        answers.append(
+            await api.post(
+                "/api/auth/passkeys/login",
+                json={"credential": graces_key.get(options.json()), "mfa_token": token},
+            )
+        )
+    after = await api.post("/api/auth/passkeys/login/options", json={"mfa_token": token})
+
+    assert {error_of(answer) for answer in answers} == {(401, "invalid_credential")}
+    assert error_of(after) == (401, "invalid_mfa_token")
+
+
+async def test_a_password_less_login_carries_the_passkeys_amr(api: httpx.AsyncClient) -> None:
+    """A device-bound key signs in with amr ["hwk"], a synced one with ["swk"]."""
+    ada = await login(api)
+    bound = SoftwareAuthenticator(origin=ORIGIN)
+    synced = SoftwareAuthenticator(origin=ORIGIN, synced=True)
+    await add_passkey(api, ada, bound)
+    await add_passkey(api, ada, synced)
+
+    by_bound = await passkey_login(api, bound.get(await login_options(api)))
+    by_synced = await passkey_login(api, synced.get(await login_options(api)))
+
+    assert claims_of(by_bound.json()["access_token"])["amr"] == ["hwk"]
+    assert claims_of(by_synced.json()["access_token"])["amr"] == ["swk"]
 
 
 async def test_a_disabled_user_cannot_log_in_with_a_passkey(

@@ -280,7 +280,9 @@ def build_services(
             revocation=revocation,
             audit=audit,
         ),
-        passkeys=PasskeyService(database, clock, relying_party=relying_party, audit=audit),
+        passkeys=PasskeyService(
+            database, clock, relying_party=relying_party, audit=audit, revocation=revocation
+        ),
         passkey_login=PasskeyLoginService(
             settings,
             database,

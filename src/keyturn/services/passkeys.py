@@ -37,6 +37,7 @@ from keyturn.core.passkeys import (
     new_challenge,
     new_passkey_id,
 )
+from keyturn.revocation.service import RevocationService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.browser import origin_of
 from keyturn.storage import factors as factor_store
@@ -118,11 +119,13 @@ class PasskeyService:
         *,
         relying_party: RelyingParty,
         audit: AuditTrail,
+        revocation: RevocationService,
     ) -> None:
         self._database = database
         self._clock = clock
         self._rp = relying_party
         self._audit = audit
+        self._revocation = revocation
 
     def registration_options(self, user_id: str) -> str:
         """WebAuthn creation options (JSON) for a new passkey of the account: a discoverable
@@ -201,12 +204,15 @@ class PasskeyService:
             created_at=now,
             last_used_at=None,
         )
-        with self._database.transaction() as connection:
+        # A batch: the first passkey turns mfa_enabled on, and every cached user must know.
+        with self._revocation.batch() as batch:
+            connection = batch.connection
             if passkey_store.count_passkeys(connection, user_id) >= MAX_PASSKEYS_PER_USER:
                 raise refuse("This account has as many passkeys as it may have; remove one.")
             if not passkey_store.insert_passkey(connection, passkey):
                 raise refuse("This passkey is registered already.")
             factor_store.sync_mfa_enabled(connection, user_id, now=now)
+            batch.user_changed(user_id)
             self._audit.record(
                 connection,
                 "passkey_registered",
@@ -246,10 +252,12 @@ class PasskeyService:
         self, user_id: str, passkey_id: str, *, context: RequestContext = NO_CONTEXT
     ) -> None:
         """Delete the user's passkey; raises PasskeyNotFoundError for anyone else's."""
-        with self._database.transaction() as connection:
+        with self._revocation.batch() as batch:
+            connection = batch.connection
             if not passkey_store.delete_passkey(connection, user_id, passkey_id):
                 raise errors.PasskeyNotFoundError()
             factor_store.sync_mfa_enabled(connection, user_id, now=self._clock.now())
+            batch.user_changed(user_id)
             self._audit.record(
                 connection,
                 "passkey_removed",

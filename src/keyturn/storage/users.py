@@ -106,6 +106,9 @@ _FIND_USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
 
 
 def find_user_by_id(connection: Connection, user_id: str) -> UserRecord | None:
+    # No id holds NUL, and PostgreSQL refuses it outright: such an id names no one.
+    if "\x00" in user_id:
+        return None
     row = connection.execute(_FIND_USER_BY_ID, {"user_id": user_id}).mappings().first()
     return _record(row) if row else None
 
