@@ -75,6 +75,7 @@ async def verify_email(
 @router.post(
     "/email/verify/resend",
     status_code=202,
+    response_class=Response,  # 202 with an empty body, documented as such
     responses={**_ERRORS, **_SIGNED_IN, **_LIMITED},
     openapi_extra=BEARER_SECURITY,
 )
@@ -92,6 +93,7 @@ async def resend_verification(
 @router.post(
     "/email/change",
     status_code=202,
+    response_class=Response,  # 202 with an empty body, documented as such
     responses={**_ERRORS, **_SIGNED_IN, **_LIMITED},
     openapi_extra=BEARER_SECURITY,
 )
