@@ -52,6 +52,7 @@ GRACE = 10
 SESSION_TTL = 600  # idle lifetime without remember_me
 REFRESH_TTL = 3600  # idle lifetime with remember_me
 MAX_AGE = 7200
+MAX_SESSIONS = 3  # per user: a login beyond ends the oldest
 TALLY: collections.Counter[str] = collections.Counter()  # what the generated runs did
 PASSWORDS = (
     "correct horse battery staple",
@@ -73,6 +74,7 @@ class Token:
 @dataclass
 class ModelSession:
     user: str
+    created_at: datetime
     remember_me: bool
     idle_expires_at: datetime
     absolute_expires_at: datetime
@@ -112,6 +114,7 @@ class SessionMachine(RuleBasedStateMachine):
             "session_ttl_seconds": SESSION_TTL,
             "refresh_ttl_seconds": REFRESH_TTL,
             "session_max_age_seconds": MAX_AGE,
+            "max_sessions_per_user": MAX_SESSIONS,
         }
         self.services: Services = build_services(
             Settings(_env_file=None, **values),  # type: ignore[call-arg]
@@ -273,14 +276,34 @@ class SessionMachine(RuleBasedStateMachine):
         idle = now + self.lifetime(remember_me)
         self.model_sessions[session_id] = ModelSession(
             user=user_id,
+            created_at=now,
             remember_me=remember_me,
             idle_expires_at=idle,
             absolute_expires_at=now + timedelta(seconds=MAX_AGE),
             latest=answer.refresh_token,
             tokens={answer.refresh_token: Token(answer.refresh_token, idle)},
         )
+        self.end_sessions_over_the_cap(user_id)
         self.check_issued(session_id, answer)
         return session_id
+
+    def end_sessions_over_the_cap(self, user_id: str) -> None:
+        """The user's live sessions beyond the newest MAX_SESSIONS end (ties in time are
+        ordered by id, as storage orders them)."""
+        now = self.now()
+        live = sorted(
+            (
+                (session.created_at, session_id)
+                for session_id, session in self.model_sessions.items()
+                if session.user == user_id
+                and not session.ended
+                and now < min(session.idle_expires_at, session.absolute_expires_at)
+            ),
+            reverse=True,
+        )
+        for _, session_id in live[MAX_SESSIONS:]:
+            TALLY["sessions over the cap"] += 1
+            self.end(session_id)
 
     @rule(
         user_id=users,
@@ -546,6 +569,23 @@ def test_account_changes_through_the_model(new_database_url: Callable[[], str]) 
         machine.refresh_latest(again)  # expired
         machine.refresh_latest(theirs)
         machine.end_one(theirs, "end_session")
+        check_promises(machine)
+    finally:
+        machine.teardown()
+
+
+def test_logins_beyond_the_cap_through_the_model(new_database_url: Callable[[], str]) -> None:
+    """Logins at one instant past the cap end the oldest, ties broken as storage breaks them."""
+    machine = machine_on(new_database_url)
+    try:
+        user = machine.register()
+        first = machine.login(user, True)
+        machine.wait(1)
+        for _ in range(MAX_SESSIONS + 1):
+            machine.login(user, False)
+        assert machine.model_sessions[first].ended
+        for session_id in list(machine.model_sessions):
+            machine.refresh_latest(session_id)
         check_promises(machine)
     finally:
         machine.teardown()
