@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     jwt_algorithm: Algorithm = "EdDSA"
     secret_key: SecretStr | None = Field(None, description="HMAC key for HS256, 32+ bytes.")
     issuer: str | None = Field(None, description="`iss` of access tokens; http://HOST:PORT.")
+    key_rotation_days: int = Field(
+        0, ge=0, le=3650, description="Upkeep rotates the signing key this old; 0: never."
+    )
     audience: str = "keyturn"
 
     login_max_failures: int = Field(5, ge=1, description="Failed logins per account per window.")

@@ -17,6 +17,7 @@ from keyturn.config import Settings
 from keyturn.observability.logging import logging_config
 from keyturn.observability.metrics import MULTIPROCESS_ENV
 from keyturn.services.container import build_services
+from keyturn.services.identity import pin_issuer
 from keyturn.services.sealing import seal_stored_secrets
 from keyturn.storage.migrations import upgrade_database
 
@@ -87,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     services = build_services(settings)
     upgrade_database(services.database)
     seal_stored_secrets(services.database, services.sealer)
+    pin_issuer(
+        services.database, settings.effective_issuer, sealer=services.sealer, clock=services.clock
+    )
     services.keyring.ensure_signing_key()
     services.database.dispose()
     with contextlib.ExitStack() as stack:

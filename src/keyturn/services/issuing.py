@@ -124,7 +124,9 @@ class IssuingService:
                 context=context,
                 detail={"amr": list(amr)},
             )
-            self._end_sessions_over_limit(batch, user.id, now=now, context=context)
+            self._end_sessions_over_limit(
+                batch, user.id, opened=session.id, now=now, context=context
+            )
         self._user_cache.put(user.id, user)
         return self.issue_tokens(
             user,
@@ -137,15 +139,25 @@ class IssuingService:
         )
 
     def _end_sessions_over_limit(
-        self, batch: RevocationBatch, user_id: str, *, now: datetime, context: RequestContext
+        self,
+        batch: RevocationBatch,
+        user_id: str,
+        *,
+        opened: str,
+        now: datetime,
+        context: RequestContext,
     ) -> None:
         """End the user's oldest live sessions beyond KEYTURN_MAX_SESSIONS_PER_USER.
 
         Every login stores a session, and correct logins are not counted by the lockout:
         without a cap, one account's password could fill the database (and every listing of
-        its sessions) without bound. The ended sessions' access tokens stop too."""
+        its sessions) without bound. The ended sessions' access tokens stop too. The session
+        just `opened` is never among them: logins in one millisecond would otherwise order it
+        by the random part of its id, and could hand out tokens of a session already ended."""
         limit = self._settings.max_sessions_per_user
-        over = session_store.live_session_ids_beyond(batch.connection, user_id, now=now, keep=limit)
+        over = session_store.live_session_ids_beyond(
+            batch.connection, user_id, now=now, keep=limit, opened=opened
+        )
         for revocation in batch.end_sessions(over, reason="session_limit"):
             self._audit.record(
                 batch.connection,

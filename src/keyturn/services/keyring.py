@@ -137,7 +137,24 @@ class KeyringService:
             raise ValueError(f"HS256 keys come from KEYTURN_SECRET_KEY; change it to {action}.")
         return algorithm
 
-    def _add_key(self, private_key_pem: bytes) -> str:
+    def rotate_if_due(self, every: timedelta) -> str | None:
+        """Rotate as rotate() does when the key in force is at least `every` old; the new
+        kid, or None when nothing was due. Instances doing this together rotate once: the
+        old key is retired by a conditional write, and only the instance whose write
+        retired it adds the successor."""
+        algorithm = self._settings.jwt_algorithm
+        if algorithm == "HS256":
+            return None
+        with self._database.snapshot() as connection:
+            newest = key_store.newest_active_key(connection, algorithm=algorithm)
+        if newest is None or self._clock.now() - newest[1] < every:
+            return None
+        return self._add_key(generate_private_key_pem(algorithm), replacing=newest[0]) or None
+
+    def _add_key(self, private_key_pem: bytes, *, replacing: str | None = None) -> str:
+        """Publish a key now that signs after KEY_ACTIVATION_DELAY; the active ones retire
+        then, published until their last tokens expire. With `replacing`, only if that key
+        is still active (else "" and nothing changes)."""
         algorithm = self._settings.jwt_algorithm
         now = self._clock.now()
         activates_at = now + KEY_ACTIVATION_DELAY
@@ -146,6 +163,10 @@ class KeyringService:
             seconds=self._settings.access_ttl_seconds + CLOCK_SKEW_SECONDS
         )
         with self._database.transaction() as connection:
+            if replacing is not None and not key_store.retire_key(
+                connection, replacing, now=activates_at, publish_until=publish_until
+            ):
+                return ""
             key_store.retire_active_keys(
                 connection, algorithm=algorithm, now=activates_at, publish_until=publish_until
             )

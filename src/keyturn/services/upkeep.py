@@ -37,6 +37,7 @@ Result = TypeVar("Result")
 _KEY_RELOAD_EVERY = 4  # polls
 PURGE_BATCH = 5000  # rows a purge transaction deletes at most
 CHECKPOINT_EVERY_SECONDS = 1.0
+KEY_ROTATION_CHECK_SECONDS = 60.0  # how late a scheduled rotation may be
 
 
 class Upkeep:
@@ -78,6 +79,10 @@ class Upkeep:
             asyncio.create_task(self._poll_forever(), name="keyturn-revocation-feed"),
             asyncio.create_task(self._purge_forever(), name="keyturn-purge"),
         ]
+        if self._settings.key_rotation_days > 0:
+            self._tasks.append(
+                asyncio.create_task(self._rotate_keys_forever(), name="keyturn-key-rotation")
+            )
         if self._database.checkpoint_in_background:
             self._tasks.append(
                 asyncio.create_task(self._checkpoint_forever(), name="keyturn-checkpoint")
@@ -188,6 +193,27 @@ class Upkeep:
                 pass  # the revocation feed reports the outage; the next second tries again
             except Exception:
                 logger.warning("checkpoint failed", exc_info=True)
+
+    async def _rotate_keys_forever(self) -> None:
+        while await self._pause(KEY_ROTATION_CHECK_SECONDS):
+            try:
+                await self._on_chore_thread(self.rotate_keys_if_due)
+            except ServiceUnavailableError:
+                pass  # the revocation feed reports the outage; the next check tries again
+            except Exception:
+                logger.warning("scheduled key rotation failed", exc_info=True)
+
+    def rotate_keys_if_due(self) -> str | None:
+        """KEYTURN_KEY_ROTATION_DAYS: rotate the signing key once it is that old, exactly as
+        `keyturn keys rotate` does (published first, signing after a short delay); with
+        several instances, one rotates. The new kid, or None."""
+        days = self._settings.key_rotation_days
+        if days <= 0:
+            return None
+        kid = self._keyring.rotate_if_due(timedelta(days=days))
+        if kid is not None:
+            logger.info("signing key rotated on schedule: %s signs from now on", kid)
+        return kid
 
     async def _purge_forever(self) -> None:
         while await self._pause(self._settings.purge_interval_seconds):

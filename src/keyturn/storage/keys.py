@@ -66,6 +66,36 @@ def retire_active_keys(
     return int(result.rowcount or 0)
 
 
+def newest_active_key(connection: Connection, *, algorithm: str) -> tuple[str, datetime] | None:
+    """(kid, created_at) of the newest key of `algorithm` neither retired nor revoked."""
+    row = connection.execute(
+        select(signing_keys.c.kid, signing_keys.c.created_at)
+        .where(
+            signing_keys.c.algorithm == algorithm,
+            signing_keys.c.retired_at.is_(None),
+            signing_keys.c.revoked_at.is_(None),
+        )
+        .order_by(signing_keys.c.created_at.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row.kid, row.created_at)
+
+
+def retire_key(connection: Connection, kid: str, *, now: datetime, publish_until: datetime) -> bool:
+    """Retire `kid` if it is still active; False when someone else retired (or revoked) it
+    first. A conditional write: of writers racing on one key, exactly one sees True."""
+    result = connection.execute(
+        update(signing_keys)
+        .where(
+            signing_keys.c.kid == kid,
+            signing_keys.c.retired_at.is_(None),
+            signing_keys.c.revoked_at.is_(None),
+        )
+        .values(retired_at=now, publish_until=publish_until)
+    )
+    return int(result.rowcount or 0) == 1
+
+
 def key_algorithm(connection: Connection, kid: str) -> tuple[str, bool] | None:
     """(algorithm, is_revoked) of the key `kid`; None when there is no such key."""
     row = connection.execute(

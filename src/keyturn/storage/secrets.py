@@ -54,3 +54,36 @@ def reseal_column(
             )
             count += 1
     return count
+
+
+def find_sealed_text(connection: Connection, name: str, *, sealer: Sealer) -> str | None:
+    """The text stored (sealed) under `name`, or None."""
+    value = connection.execute(
+        select(server_secrets.c.value).where(server_secrets.c.name == name)
+    ).scalar_one_or_none()
+    return None if value is None else sealer.unseal(value).decode("utf-8")
+
+
+def put_sealed_text(
+    connection: Connection,
+    name: str,
+    text: str,
+    *,
+    now: datetime,
+    sealer: Sealer,
+    replace: bool,
+) -> None:
+    """Store `text` (sealed) under `name`; an existing row is kept unless `replace`."""
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(server_secrets).values(
+        name=name, value=sealer.seal(text.encode("utf-8")), created_at=now
+    )
+    if replace:
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[server_secrets.c.name],
+                set_={"value": statement.excluded.value, "created_at": now},
+            )
+        )
+    else:
+        connection.execute(statement.on_conflict_do_nothing(index_elements=[server_secrets.c.name]))

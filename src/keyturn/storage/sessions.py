@@ -104,9 +104,10 @@ def list_live_sessions(connection: Connection, user_id: str, *, now: datetime) -
 
 
 def live_session_ids_beyond(
-    connection: Connection, user_id: str, *, now: datetime, keep: int
+    connection: Connection, user_id: str, *, now: datetime, keep: int, opened: str
 ) -> list[str]:
-    """Ids of the user's live sessions other than the `keep` newest, newest first.
+    """Ids of the user's live sessions beyond the `keep` newest, newest first; the session
+    just `opened` always counts as the newest, whatever sessions share its millisecond.
 
     On PostgreSQL the user's row is locked first, so that logins of one user running at
     once count each other's sessions (SQLite's writers are one at a time already)."""
@@ -116,12 +117,13 @@ def live_session_ids_beyond(
             select(sessions.c.id)
             .where(
                 sessions.c.user_id == user_id,
+                sessions.c.id != opened,
                 sessions.c.ended_at.is_(None),
                 sessions.c.idle_expires_at > now,
                 sessions.c.absolute_expires_at > now,
             )
             .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
-            .offset(keep)
+            .offset(max(keep - 1, 0))
         ).scalars()
     )
 

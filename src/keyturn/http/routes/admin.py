@@ -30,6 +30,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     **ADMIN_ERRORS,
     404: {"model": Problem, "description": "user_not_found"},
 }
+# Routes with a JSON body: one that is not JSON at all is refused before any field is read.
+_MALFORMED: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "Malformed request: the body is not JSON"},
+}
 # Changes that could leave Keyturn without an enabled admin.
 _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
@@ -133,7 +137,9 @@ async def delete_user(
     status_code=204,
     responses={
         **_ERRORS,
+        **_MALFORMED,
         422: {"model": Problem, "description": "weak_password, with `reasons`"},
+        503: {"model": Problem, "description": "overloaded: too many passwords to hash"},
     },
     openapi_extra=BEARER_SECURITY,
 )
@@ -165,7 +171,7 @@ async def set_password(
 @router.put(
     "/users/{user_id}/roles",
     response_model=AdminUserOut,
-    responses=_CHANGE_ERRORS,
+    responses={**_CHANGE_ERRORS, **_MALFORMED},
     openapi_extra=BEARER_SECURITY,
 )
 async def set_roles(

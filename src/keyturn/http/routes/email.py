@@ -82,6 +82,7 @@ async def verify_email(
 @router.post(
     "/email/verify/resend",
     status_code=202,
+    response_class=Response,  # 202 with an empty body, documented as such
     responses={**_ERRORS, **_SIGNED_IN, **_LIMITED},
     openapi_extra=BEARER_SECURITY,
 )
@@ -99,6 +100,7 @@ async def resend_verification(
 @router.post(
     "/email/change",
     status_code=202,
+    response_class=Response,  # 202 with an empty body, documented as such
     responses={
         **_ERRORS,
         **_SIGNED_IN,

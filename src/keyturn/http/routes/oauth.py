@@ -195,7 +195,12 @@ async def token(request: Request, services: ServicesDep, context: ContextDep) ->
     return token_response(issued)
 
 
-@router.post("/revoke", responses=_ERRORS, openapi_extra=_REVOKE_BODY)
+@router.post(
+    "/revoke",
+    response_class=Response,  # 200 with an empty body (RFC 7009 §2.2), documented as such
+    responses=_ERRORS,
+    openapi_extra=_REVOKE_BODY,
+)
 async def revoke(request: Request, services: ServicesDep, context: ContextDep) -> Response:
     """Token revocation (RFC 7009), form-encoded `token` and optional `token_type_hint`.
 
