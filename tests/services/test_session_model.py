@@ -243,6 +243,8 @@ class SessionMachine(RuleBasedStateMachine):
             client_id="keyturn",
             refresh_token=session.latest,
             remember_me=session.remember_me,
+            amr=("pwd",),
+            auth_time=self.clock.now(),
         )
         return self.services.access.authenticate(issued.access_token)
 
