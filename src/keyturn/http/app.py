@@ -23,6 +23,7 @@ from keyturn.http.routes import (
     auth,
     discovery,
     email,
+    federation,
     health,
     languages,
     metrics,
@@ -83,7 +84,14 @@ def create_app(
     app.state.trusted_networks = parse_networks(settings.trusted_proxies)
     install_problem_handlers(app)
     # Health first: probes are the cheapest routes and should not walk past the others.
-    for router in (health.router, auth.router, email.router, admin.router, discovery.router):
+    for router in (
+        health.router,
+        auth.router,
+        email.router,
+        federation.router,
+        admin.router,
+        discovery.router,
+    ):
         add_routes(app, router)
     install_web(app)
     add_routes(app, languages.router)  # the pages' language switch

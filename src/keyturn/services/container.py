@@ -31,6 +31,7 @@ from keyturn.services.accounts import AccountService
 from keyturn.services.admin import AdminService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.browser import BrowserService
+from keyturn.services.federation import FederationService
 from keyturn.services.hashing import HashingGate
 from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
@@ -70,6 +71,7 @@ class Services:
     password_hashing: PasswordHashing
     sealer: Sealer
     recovery: RecoveryService
+    federation: FederationService
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
     mail: Mailer | None = None
@@ -83,6 +85,7 @@ class Services:
             await to_thread.run_sync(self.keyring.ensure_signing_key)
             await to_thread.run_sync(self.feed.sync_now)
             await to_thread.run_sync(self.browser.load_key)
+            await to_thread.run_sync(self.federation.load_key)
         except BaseException:
             self.database.dispose()  # a start that fails (keys it cannot unseal) leaks nothing
             raise
@@ -102,6 +105,7 @@ class Services:
     async def stop(self) -> None:
         try:
             await self.upkeep.stop()
+            await self.federation.close()
         finally:
             self.database.dispose()
             self.password_hashing.close()
@@ -244,6 +248,15 @@ def build_services(
             throttle=throttle,
             revocation=revocation,
             audit=audit,
+        ),
+        federation=FederationService(
+            settings,
+            database,
+            clock,
+            sealer=sealer,
+            limiter=limiter,
+            audit=audit,
+            issuing=issuing,
         ),
         extra_probes=extra_probes,
         redis=link,

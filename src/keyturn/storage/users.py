@@ -52,7 +52,9 @@ def user_from_row(row: Mapping[Any, Any], *, prefix: str = "") -> UserRecord:
         id=row[prefix + "id"],
         email=row[prefix + "email"],
         username=row[prefix + "username"],
-        password_hash=row[prefix + "password_hash"],
+        # No password (an account a provider created): the empty hash, which no password
+        # matches (core.passwords).
+        password_hash=row[prefix + "password_hash"] or "",
         roles=tuple(role for role in row[prefix + "roles"].split() if role),
         disabled_at=row[prefix + "disabled_at"],
         created_at=row[prefix + "created_at"],
@@ -66,9 +68,10 @@ def insert_user(
     user_id: str,
     email: str,
     username: str | None,
-    password_hash: str,
+    password_hash: str | None,
     roles: tuple[str, ...],
     now: datetime,
+    email_verified_at: datetime | None = None,
 ) -> UserRecord:
     """Raises DuplicateUserError("email" | "username") on a case-insensitive clash."""
     if find_user_by_email(connection, email) is not None:
@@ -88,6 +91,7 @@ def insert_user(
                     roles=" ".join(roles),
                     created_at=now,
                     updated_at=now,
+                    email_verified_at=email_verified_at,
                 )
             )
     except IntegrityError as error:
@@ -105,6 +109,17 @@ _FIND_USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
 
 def find_user_by_id(connection: Connection, user_id: str) -> UserRecord | None:
     row = connection.execute(_FIND_USER_BY_ID, {"user_id": user_id}).mappings().first()
+    return _record(row) if row else None
+
+
+def lock_user(connection: Connection, user_id: str) -> UserRecord | None:
+    """The user, their row locked until the transaction ends (PostgreSQL; SQLite's writers
+    are serialized anyway): checks that span several rows of theirs see no concurrent change."""
+    row = (
+        connection.execute(select(users).where(users.c.id == user_id).with_for_update())
+        .mappings()
+        .first()
+    )
     return _record(row) if row else None
 
 

@@ -1,0 +1,437 @@
+"""Sign in with a provider: start (to the provider, with state, nonce and PKCE in a signed
+cookie), complete (check the callback, verify the provider's answer, find or create the user,
+open a session), and the identities a user has linked.
+
+Every refusal of a callback is a redirect to /login?error=CODE (/dashboard?error=CODE while
+linking), counted and audited, never an error page: the user is in the middle of a navigation.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import quote
+
+from anyio import to_thread
+from sqlalchemy.engine import Connection
+
+from keyturn import errors, wire
+from keyturn.clock import Clock
+from keyturn.config import IdentityProvider, Settings
+from keyturn.core.context import RequestContext
+from keyturn.core.federation import (
+    DEFAULT_RETURN_TO,
+    FlowState,
+    Resolution,
+    checked_return_to,
+    read_flow_state,
+    resolve_identity,
+    sign_flow_state,
+    state_digest,
+)
+from keyturn.core.passwords import NO_PASSWORD
+from keyturn.core.sealing import Sealer
+from keyturn.core.sessions import UserRecord
+from keyturn.observability import metrics
+from keyturn.ratelimit.protocol import RateLimiter
+from keyturn.services.accounts import normalize_email
+from keyturn.services.audit import AuditTrail
+from keyturn.services.issuing import IssuedTokens, IssuingService
+from keyturn.services.providers import ProviderClient, ProviderIdentity, client_for
+from keyturn.storage import identities as identity_store
+from keyturn.storage import users as user_store
+from keyturn.storage.db import Database
+from keyturn.storage.identities import Identity, IdentityTakenError
+from keyturn.storage.secrets import get_or_create_secret
+
+logger = logging.getLogger("keyturn.federation")
+STATE_SECRET_NAME = "oidc-state"  # noqa: S105 - the name of a row, not the secret
+FLOW_LIFETIME = timedelta(minutes=10)
+_USED_STATE_PREFIX = "oidc-state-used:"
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """Where to send the browser, and the state cookie to set (None when it goes nowhere)."""
+
+    location: str
+    state_cookie: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """Where the callback sends the browser; `issued` when a session was opened."""
+
+    location: str
+    issued: IssuedTokens | None = None
+
+
+class FederationService:
+    """Sign-in through the configured providers; call `load_key()` once at start."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        clock: Clock,
+        *,
+        sealer: Sealer,
+        limiter: RateLimiter,
+        audit: AuditTrail,
+        issuing: IssuingService,
+    ) -> None:
+        self._settings = settings
+        self._database = database
+        self._clock = clock
+        self._sealer = sealer
+        self._limiter = limiter
+        self._audit = audit
+        self._issuing = issuing
+        self._key: bytes | None = None
+        self.providers: dict[str, IdentityProvider] = {
+            provider.id: provider for provider in settings.identity_providers
+        }
+        self._clients: dict[str, ProviderClient] = {
+            provider.id: client_for(provider, settings, clock)
+            for provider in self.providers.values()
+        }
+        self._origin = settings.mail_origin
+
+    def load_key(self) -> None:
+        """Read the shared key that signs state cookies (creating it on first start)."""
+        with self._database.transaction() as connection:
+            self._key = get_or_create_secret(
+                connection, STATE_SECRET_NAME, now=self._clock.now(), sealer=self._sealer
+            )
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+    def callback_url(self, provider_id: str) -> str:
+        return f"{self._origin}/api/auth/oidc/{provider_id}/callback"
+
+    def _provider(self, provider_id: str) -> IdentityProvider:
+        provider = self.providers.get(provider_id)
+        if provider is None:
+            raise errors.ProviderNotFoundError()
+        return provider
+
+    def _signing_key(self) -> bytes:
+        if self._key is None:
+            raise RuntimeError("FederationService.load_key() was not called")
+        return self._key
+
+    async def start(
+        self, provider_id: str, *, return_to: str | None, link_user_id: str | None = None
+    ) -> Started:
+        """The provider's authorization URL and the signed cookie holding this sign-in's
+        state, nonce and PKCE verifier (and the linking user, when one links).
+
+        Raises ProviderNotFoundError, InvalidReturnToError. A provider that cannot be reached
+        sends the browser back with `provider_unavailable`.
+        """
+        provider = self._provider(provider_id)
+        target = checked_return_to(return_to)
+        flow = FlowState(
+            provider=provider.id,
+            state=secrets.token_urlsafe(32),
+            nonce=secrets.token_urlsafe(32),
+            code_verifier=secrets.token_urlsafe(48),  # 64 characters: RFC 7636 §4.1
+            return_to=target,
+            expires_at=int(self._clock.timestamp() + FLOW_LIFETIME.total_seconds()),
+            link_user_id=link_user_id,
+        )
+        try:
+            location = await self._clients[provider.id].authorization_url(
+                redirect_uri=self.callback_url(provider.id),
+                state=flow.state,
+                nonce=flow.nonce,
+                code_verifier=flow.code_verifier,
+            )
+        except errors.FederationError as error:
+            self._count(provider.id, error.code, linking=link_user_id is not None)
+            logger.warning("provider %s: %s", provider.id, error.message, exc_info=error)
+            return Started(_refused_location(error.code, linking=link_user_id is not None), None)
+        return Started(location, sign_flow_state(flow, key=self._signing_key()))
+
+    async def complete(
+        self,
+        provider_id: str,
+        *,
+        params: Mapping[str, str],
+        state_cookie: str | None,
+        context: RequestContext,
+    ) -> Completed:
+        """Finish the sign-in the provider sends the browser back from: where to go next,
+        and the session opened, if any. Never raises for what the callback carries."""
+        flow = read_flow_state(state_cookie, key=self._signing_key(), now=self._clock.timestamp())
+        linking = flow is not None and flow.link_user_id is not None
+        try:
+            flow = self._check_state(provider_id, flow, params.get("state"))
+            provider = self._provider(provider_id)
+            error = params.get("error")
+            if error == "access_denied":
+                raise errors.AccessDeniedError()
+            if error is not None:
+                raise errors.ProviderError(f"The provider answered {error[:64]!r}.")
+            # RFC 9207: a provider that names itself in the answer must name itself.
+            issuer = params.get("iss")
+            if issuer is not None and provider.issuer is not None and issuer != provider.issuer:
+                raise errors.InvalidStateError("The answer comes from another issuer.")
+            code = params.get("code")
+            if not code or len(code) > 2048:
+                raise errors.ProviderError("The provider sent no code.")
+            identity = await self._clients[provider.id].identity_of(
+                code=code,
+                redirect_uri=self.callback_url(provider.id),
+                code_verifier=flow.code_verifier,
+                nonce=flow.nonce,
+            )
+            completed = await to_thread.run_sync(self._settle, provider, identity, flow, context)
+        except errors.KeyturnError as error:
+            self._count(provider_id, error.code, linking=linking)
+            self._record_refusal(provider_id, error, context)
+            return Completed(_refused_location(error.code, linking=linking))
+        self._count(provider_id, "linked" if linking else "ok", linking=linking)
+        return completed
+
+    def _check_state(
+        self, provider_id: str, flow: FlowState | None, state: str | None
+    ) -> FlowState:
+        """The sign-in this browser started, once: the state in the URL must be the one in
+        this browser's cookie (login CSRF: an attacker's callback URL does not carry it), for
+        this provider, and never used before (a replayed callback)."""
+        if flow is None or state is None or flow.provider != provider_id:
+            raise errors.InvalidStateError()
+        if not secrets.compare_digest(flow.state.encode(), state.encode("utf-8", "replace")):
+            raise errors.InvalidStateError()
+        # Single use across every instance: the shared limiter lets the first one through.
+        used = self._limiter.reserve(
+            _USED_STATE_PREFIX + state_digest(flow.state), limit=1, window=FLOW_LIFETIME
+        )
+        if used is not None:
+            raise errors.InvalidStateError("This sign-in was completed already.")
+        return flow
+
+    def _settle(
+        self,
+        provider: IdentityProvider,
+        identity: ProviderIdentity,
+        flow: FlowState,
+        context: RequestContext,
+    ) -> Completed:
+        """Find, link or create the user, in one transaction; then open the session."""
+        email = _normalized(identity.email)
+        with self._database.transaction() as connection:
+            known = identity_store.find_identity(connection, provider.id, identity.subject)
+            email_user = (
+                user_store.find_user_by_email(connection, email)
+                if email and known is None
+                else None
+            )
+            resolution = resolve_identity(
+                identity_user_id=known.user_id if known else None,
+                email_user_id=email_user.id if email_user else None,
+                email_user_verified=bool(email_user and email_user.email_verified),
+                provider_email_verified=identity.email_verified,
+                link_user_id=flow.link_user_id,
+            )
+            user = self._apply(
+                connection, resolution, provider, identity, email, known, email_user, flow, context
+            )
+        if flow.link_user_id is not None:
+            return Completed(flow.return_to)
+        return Completed(flow.return_to, self._open_session_after_provider(user, context))
+
+    def _apply(
+        self,
+        connection: Connection,
+        resolution: Resolution,
+        provider: IdentityProvider,
+        identity: ProviderIdentity,
+        email: str | None,
+        known: Identity | None,
+        email_user: UserRecord | None,
+        flow: FlowState,
+        context: RequestContext,
+    ) -> UserRecord:
+        now = self._clock.now()
+        if resolution is Resolution.ACCOUNT_EXISTS:
+            raise errors.AccountExistsError()
+        if resolution is Resolution.IN_USE:
+            raise errors.IdentityInUseError()
+        if resolution in (Resolution.SIGN_IN, Resolution.ALREADY_LINKED):
+            assert known is not None  # noqa: S101 - these resolutions name a known identity
+            user = self._usable_user(connection, known.user_id)
+            identity_store.touch_identity(connection, known.id, email=email or known.email, now=now)
+            return user
+        if resolution is Resolution.LINK_CURRENT:
+            assert flow.link_user_id is not None  # noqa: S101
+            user = self._usable_user(connection, flow.link_user_id)
+        elif resolution is Resolution.LINK_EXISTING:
+            assert email_user is not None  # noqa: S101
+            user = self._usable_user(connection, email_user.id)
+        else:  # CREATE
+            if email is None:
+                raise errors.EmailRequiredError()
+            user = self._create_user(connection, email, identity, provider, context)
+        try:
+            identity_store.insert_identity(
+                connection,
+                Identity(
+                    id=uuid.uuid4().hex,
+                    user_id=user.id,
+                    provider=provider.id,
+                    subject=identity.subject,
+                    email=email,
+                    created_at=now,
+                    last_used_at=now,
+                ),
+            )
+        except IdentityTakenError as error:  # a concurrent callback linked it first
+            raise errors.IdentityInUseError() from error
+        self._audit.record(
+            connection,
+            "identity_linked",
+            user_id=user.id,
+            context=context,
+            detail={"provider": provider.id, "how": resolution.value},
+        )
+        metrics.count_identity_change(provider.id, "linked")
+        return user
+
+    def _usable_user(self, connection: Connection, user_id: str) -> UserRecord:
+        user = user_store.find_user_by_id(connection, user_id)
+        if user is None:
+            raise errors.InvalidStateError("The account no longer exists.")
+        if user.is_disabled:
+            raise errors.AccountDisabledError()
+        return user
+
+    def _create_user(
+        self,
+        connection: Connection,
+        email: str,
+        identity: ProviderIdentity,
+        provider: IdentityProvider,
+        context: RequestContext,
+    ) -> UserRecord:
+        now = self._clock.now()
+        try:
+            user = user_store.insert_user(
+                connection,
+                user_id=uuid.uuid4().hex,
+                email=email,
+                username=None,
+                password_hash=None,  # signs in through the provider; a reset sets one
+                roles=(wire.ROLE_USER,),
+                now=now,
+                email_verified_at=now if identity.email_verified else None,
+            )
+        except user_store.DuplicateUserError as error:  # registered in the meantime
+            raise errors.AccountExistsError() from error
+        self._audit.record(
+            connection,
+            "user_registered",
+            user_id=user.id,
+            context=context,
+            detail={"provider": provider.id},
+        )
+        return user
+
+    def _open_session_after_provider(
+        self, user: UserRecord, context: RequestContext
+    ) -> IssuedTokens:
+        """Open a Keyturn session for a user a provider vouched for. Its tokens carry amr
+        ["fed"] (RFC 8176); a user with a second factor is asked for it first."""
+        if self._settings.require_verified_email and not user.email_verified:
+            raise errors.EmailNotVerifiedError()
+        return self._issuing.open_session(
+            user, remember_me=True, context=context, upgraded_hash=None
+        )
+
+    # Identities ----------------------------------------------------------------------------
+
+    def identities(self, user_id: str) -> list[Identity]:
+        """The provider identities the user signs in with, oldest first."""
+        with self._database.snapshot() as connection:
+            return identity_store.identities_of(connection, user_id)
+
+    def unlink(self, user_id: str, identity_id: str, *, context: RequestContext) -> None:
+        """Unlink one of the user's identities.
+
+        Raises IdentityNotFoundError (not the caller's), LastSignInMethodError when it is
+        the user's last way in.
+        """
+        with self._database.transaction() as connection:
+            user = user_store.lock_user(connection, user_id)
+            if user is None:
+                raise errors.IdentityNotFoundError()
+            mine = identity_store.identities_of(connection, user_id)
+            target = next((one for one in mine if one.id == identity_id), None)
+            if target is None:
+                raise errors.IdentityNotFoundError()
+            if sign_in_methods_left(connection, user, without_identity=target.id) == 0:
+                raise errors.LastSignInMethodError()
+            identity_store.delete_identity(connection, target.id, user_id=user_id)
+            self._audit.record(
+                connection,
+                "identity_unlinked",
+                user_id=user_id,
+                context=context,
+                detail={"provider": target.provider},
+            )
+        metrics.count_identity_change(target.provider, "unlinked")
+
+    # Counting ------------------------------------------------------------------------------
+
+    def _count(self, provider_id: str, outcome: str, *, linking: bool) -> None:
+        metrics.count_provider_sign_in(
+            provider_id if provider_id in self.providers else "unknown",
+            outcome,
+            linking=linking,
+        )
+
+    def _record_refusal(
+        self, provider_id: str, error: errors.KeyturnError, context: RequestContext
+    ) -> None:
+        try:
+            with self._database.transaction() as connection:
+                self._audit.record(
+                    connection,
+                    "provider_sign_in_refused",
+                    context=context,
+                    detail={"provider": provider_id[:64], "reason": error.code},
+                )
+        except errors.KeyturnError:  # the database is out: the refusal stands without a trail
+            logger.warning("provider sign-in refused (%s), not audited", error.code)
+
+
+def sign_in_methods_left(connection: Connection, user: UserRecord, *, without_identity: str) -> int:
+    """How many ways into the account remain once `without_identity` is unlinked: a
+    password, and every other linked identity."""
+    identities = identity_store.identities_of(connection, user.id)
+    others = sum(1 for identity in identities if identity.id != without_identity)
+    return others + (0 if user.password_hash == NO_PASSWORD else 1)
+
+
+def _normalized(email: str | None) -> str | None:
+    if email is None:
+        return None
+    try:
+        return normalize_email(email)
+    except errors.InvalidEmailError:
+        return None
+
+
+def _refused_location(code: str, *, linking: bool) -> str:
+    page = "/dashboard" if linking else "/login"
+    return f"{page}?error={quote(code)}"
+
+
+__all__ = ["DEFAULT_RETURN_TO", "Completed", "FederationService", "Started"]
