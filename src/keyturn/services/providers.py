@@ -78,7 +78,7 @@ class _Http:
 
     async def get_json(self, url: str, *, headers: dict[str, str] | None = None) -> Any:
         try:
-            response = await self.oauth.get(url, headers=headers, withhold_token=True)
+            response = await self.oauth.request("GET", url, headers=headers, withhold_token=True)
         except httpx2.HTTPError as error:
             raise errors.ProviderUnavailableError() from error
         if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
