@@ -3,6 +3,7 @@ under Node): accounts created and found, linking and its refusals, state, return
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -477,3 +478,25 @@ async def test_nobody_unlinks_another_users_identity(api: httpx.AsyncClient) -> 
     )
 
     assert error_of(response) == (404, "identity_not_found")
+
+
+async def test_the_callback_writes_no_code_or_state_to_any_log(
+    api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The access log keeps the path only; nothing else logs the callback's query."""
+    caplog.set_level(logging.DEBUG)
+    callback = httpx.URL(await provider_callback_url(api, "ada"))
+    caplog.clear()
+
+    await api.get(str(callback))
+    await api.get(str(callback))  # refused, and logged as refused
+
+    # The test's own client (httpx, httpcore) logs the URLs it fetches; Keyturn's outbound
+    # client is httpx2.
+    server_records = [
+        r for r in caplog.records if r.name.split(".")[0] not in ("httpx", "httpcore")
+    ]
+    logged = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in server_records)
+    assert "provider sign-in refused: invalid_state" in logged
+    for secret in (callback.params["code"], callback.params["state"]):
+        assert secret not in logged

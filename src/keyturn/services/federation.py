@@ -194,6 +194,15 @@ class FederationService:
             )
             completed = await to_thread.run_sync(self._settle, provider, identity, flow, context)
         except errors.KeyturnError as error:
+            # The reason is for the operator; the browser gets the code only. The cause (a
+            # library's exception) says which check failed and carries no token.
+            logger.info(
+                "provider sign-in refused: %s (%s; %r)",
+                error.code,
+                error.message,
+                error.__cause__,
+                extra={"provider": provider_id[:64]},
+            )
             self._count(provider_id, error.code, linking=linking)
             self._record_refusal(provider_id, error, context)
             return Completed(_refused_location(error.code, linking=linking))

@@ -70,6 +70,13 @@ class _Http:
                 self.provider.client_id,
                 self.provider.client_secret.get_secret_value(),
                 scope=" ".join(self.provider.scopes),
+                # GitHub reads the client's credentials from the form, as its documentation
+                # shows; OpenID Connect providers all take HTTP Basic (OIDC Core §9).
+                token_endpoint_auth_method=(
+                    "client_secret_post"
+                    if self.provider.kind == "github"
+                    else "client_secret_basic"
+                ),
                 code_challenge_method="S256",
                 timeout=self._timeout,
                 follow_redirects=False,
@@ -134,7 +141,7 @@ class OidcClient:
         self._ttl = settings.provider_metadata_ttl_seconds
         self._metadata: tuple[dict[str, Any], float] | None = None
         self._keys: tuple[jwt.PyJWKSet, float] | None = None
-        self._keys_fetched_at = float("-inf")
+        self._keys_refetched_at = float("-inf")
         # Google's tokens may name their issuer without the scheme (its documentation says so).
         self._accepted_issuers = [self._issuer]
         if self._issuer == GOOGLE_ISSUER:
@@ -159,14 +166,11 @@ class OidcClient:
         fresh = self._keys is not None and now - self._keys[1] < self._ttl
         if self._keys is not None and fresh and not refetch:
             return self._keys[0]
-        if (
-            self._keys is not None
-            and refetch
-            and now - self._keys_fetched_at < KEYS_REFETCH_SECONDS
-        ):
-            return self._keys[0]
+        if refetch and self._keys is not None:
+            if now - self._keys_refetched_at < KEYS_REFETCH_SECONDS:
+                return self._keys[0]
+            self._keys_refetched_at = now
         document = await self._document()
-        self._keys_fetched_at = now
         keys = await self._http.get_json(document["jwks_uri"])
         try:
             key_set = jwt.PyJWKSet.from_dict(keys if isinstance(keys, dict) else {})
