@@ -756,6 +756,11 @@
       identitiesStatus.textContent = identities.length
         ? tCount("identities-count", identities.length)
         : t("no-identities");
+      // A provider already linked is not offered again.
+      const linked = new Set(identities.map((identity) => identity.provider));
+      for (const button of document.querySelectorAll("[data-link-provider]")) {
+        button.parentElement.hidden = linked.has(button.dataset.linkProvider);
+      }
     }
 
     async function unlink(identity, provider, button) {
