@@ -13,6 +13,7 @@ import pytest
 from keyturn.clock import FrozenClock
 from tests.support.api import DEFAULT_PASSWORD, error_of, register
 from tests.support.environment import TEST_ISSUER, ApiFactory
+from tests.support.metrics import metric, scrape
 from tests.support.oidc import OTHER_CLIENT_ID, OidcProvider, free_port, sign_in_at_provider
 
 CALLBACK_PREFIX = f"{TEST_ISSUER}/api/auth/oidc/"
@@ -500,3 +501,26 @@ async def test_the_callback_writes_no_code_or_state_to_any_log(
     assert "provider sign-in refused: invalid_state" in logged
     for secret in (callback.params["code"], callback.params["state"]):
         assert secret not in logged
+
+
+async def test_sign_ins_links_and_refusals_are_counted(api: httpx.AsyncClient) -> None:
+    """keyturn_provider_sign_ins_total by provider, flow and outcome; identity changes too."""
+    ok = {"provider": "local", "flow": "sign_in", "outcome": "ok"}
+    refused = {"provider": "local", "flow": "sign_in", "outcome": "invalid_state"}
+    linked = {"provider": "local", "change": "linked"}
+    before = await scrape(api)
+
+    await sign_in(api, "ada")
+    api.cookies.clear()
+    await api.get(await provider_callback_url(api, "ada") + "x")  # another state
+    after = await scrape(api)
+
+    assert metric(after, "keyturn_provider_sign_ins_total", **ok) == (
+        metric(before, "keyturn_provider_sign_ins_total", **ok) + 1
+    )
+    assert metric(after, "keyturn_provider_sign_ins_total", **refused) == (
+        metric(before, "keyturn_provider_sign_ins_total", **refused) + 1
+    )
+    assert metric(after, "keyturn_identity_changes_total", **linked) == (
+        metric(before, "keyturn_identity_changes_total", **linked) + 1
+    )

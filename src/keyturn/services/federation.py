@@ -172,7 +172,10 @@ class FederationService:
         flow = read_flow_state(state_cookie, key=self._signing_key(), now=self._clock.timestamp())
         linking = flow is not None and flow.link_user_id is not None
         try:
-            flow = self._check_state(provider_id, flow, params.get("state"))
+            # The single-use mark is a write (database or Redis): off the event loop.
+            flow = await to_thread.run_sync(
+                self._check_state, provider_id, flow, params.get("state")
+            )
             provider = self._provider(provider_id)
             error = params.get("error")
             if error == "access_denied":
