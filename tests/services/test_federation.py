@@ -72,8 +72,8 @@ def test_the_only_way_into_a_password_less_account_stays_linked(services: Servic
     context = RequestContext(ip=None, user_agent=None)
 
     with pytest.raises(errors.LastSignInMethodError):
-        services.federation.unlink(user_id, "i" * 32, context=context)
+        services.identities.unlink(user_id, "i" * 32, context=context)
     with pytest.raises(errors.IdentityNotFoundError):
-        services.federation.unlink("someone-else", "i" * 32, context=context)
+        services.identities.unlink("someone-else", "i" * 32, context=context)
 
-    assert [i.id for i in services.federation.identities(user_id)] == ["i" * 32]
+    assert [i.id for i in services.identities.identities(user_id)] == ["i" * 32]

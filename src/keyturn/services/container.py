@@ -33,6 +33,7 @@ from keyturn.services.audit import AuditTrail
 from keyturn.services.browser import BrowserService
 from keyturn.services.federation import FederationService
 from keyturn.services.hashing import HashingGate
+from keyturn.services.identities import IdentityService
 from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.login import LoginService, LoginThrottle
@@ -72,6 +73,7 @@ class Services:
     sealer: Sealer
     recovery: RecoveryService
     federation: FederationService
+    identities: IdentityService
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
     mail: Mailer | None = None
@@ -258,6 +260,7 @@ def build_services(
             audit=audit,
             issuing=issuing,
         ),
+        identities=IdentityService(database, clock, audit=audit),
         extra_probes=extra_probes,
         redis=link,
         mail=mailer,

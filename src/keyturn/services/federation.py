@@ -1,6 +1,6 @@
 """Sign in with a provider: start (to the provider, with state, nonce and PKCE in a signed
-cookie), complete (check the callback, verify the provider's answer, find or create the user,
-open a session), and the identities a user has linked.
+cookie), and complete (check the callback, have services.providers verify the provider's answer,
+find or create the user by services.provider_accounts, open a session).
 
 Every refusal of a callback is a redirect to /login?error=CODE (/dashboard?error=CODE while
 linking), counted and audited, never an error page: the user is in the middle of a navigation.
@@ -10,42 +10,34 @@ from __future__ import annotations
 
 import logging
 import secrets
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote
 
 from anyio import to_thread
-from sqlalchemy.engine import Connection
 
-from keyturn import errors, wire
+from keyturn import errors
 from keyturn.clock import Clock
 from keyturn.config import IdentityProvider, Settings
 from keyturn.core.context import RequestContext
 from keyturn.core.federation import (
     DEFAULT_RETURN_TO,
     FlowState,
-    Resolution,
     checked_return_to,
     read_flow_state,
-    resolve_identity,
     sign_flow_state,
     state_digest,
 )
-from keyturn.core.passwords import NO_PASSWORD
 from keyturn.core.sealing import Sealer
 from keyturn.core.sessions import UserRecord
 from keyturn.observability import metrics
 from keyturn.ratelimit.protocol import RateLimiter
-from keyturn.services.accounts import normalize_email
 from keyturn.services.audit import AuditTrail
 from keyturn.services.issuing import IssuedTokens, IssuingService
+from keyturn.services.provider_accounts import ProviderAccounts
 from keyturn.services.providers import ProviderClient, ProviderIdentity, client_for
-from keyturn.storage import identities as identity_store
-from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
-from keyturn.storage.identities import Identity, IdentityTakenError
 from keyturn.storage.secrets import get_or_create_secret
 
 logger = logging.getLogger("keyturn.federation")
@@ -92,6 +84,7 @@ class FederationService:
         self._audit = audit
         self._issuing = issuing
         self._key: bytes | None = None
+        self._accounts = ProviderAccounts(database, clock, audit=audit)
         self.providers: dict[str, IdentityProvider] = {
             provider.id: provider for provider in settings.identity_providers
         }
@@ -237,124 +230,13 @@ class FederationService:
         flow: FlowState,
         context: RequestContext,
     ) -> Completed:
-        """Find, link or create the user, in one transaction; then open the session."""
-        email = _normalized(identity.email)
-        with self._database.transaction() as connection:
-            known = identity_store.find_identity(connection, provider.id, identity.subject)
-            email_user = (
-                user_store.find_user_by_email(connection, email)
-                if email and known is None
-                else None
-            )
-            resolution = resolve_identity(
-                identity_user_id=known.user_id if known else None,
-                email_user_id=email_user.id if email_user else None,
-                email_user_verified=bool(email_user and email_user.email_verified),
-                provider_email_verified=identity.email_verified,
-                link_user_id=flow.link_user_id,
-            )
-            user = self._apply(
-                connection, resolution, provider, identity, email, known, email_user, flow, context
-            )
+        """Find, link or create the user; then (unless linking) open the session."""
+        user = self._accounts.find_or_create(
+            provider, identity, link_user_id=flow.link_user_id, context=context
+        )
         if flow.link_user_id is not None:
             return Completed(flow.return_to)
         return Completed(flow.return_to, self._open_session_after_provider(user, context))
-
-    def _apply(
-        self,
-        connection: Connection,
-        resolution: Resolution,
-        provider: IdentityProvider,
-        identity: ProviderIdentity,
-        email: str | None,
-        known: Identity | None,
-        email_user: UserRecord | None,
-        flow: FlowState,
-        context: RequestContext,
-    ) -> UserRecord:
-        now = self._clock.now()
-        if resolution is Resolution.ACCOUNT_EXISTS:
-            raise errors.AccountExistsError()
-        if resolution is Resolution.IN_USE:
-            raise errors.IdentityInUseError()
-        if resolution in (Resolution.SIGN_IN, Resolution.ALREADY_LINKED):
-            assert known is not None  # noqa: S101 - these resolutions name a known identity
-            user = self._usable_user(connection, known.user_id)
-            identity_store.touch_identity(connection, known.id, email=email or known.email, now=now)
-            return user
-        if resolution is Resolution.LINK_CURRENT:
-            assert flow.link_user_id is not None  # noqa: S101
-            user = self._usable_user(connection, flow.link_user_id)
-        elif resolution is Resolution.LINK_EXISTING:
-            assert email_user is not None  # noqa: S101
-            user = self._usable_user(connection, email_user.id)
-        else:  # CREATE
-            if email is None:
-                raise errors.EmailRequiredError()
-            user = self._create_user(connection, email, identity, provider, context)
-        try:
-            identity_store.insert_identity(
-                connection,
-                Identity(
-                    id=uuid.uuid4().hex,
-                    user_id=user.id,
-                    provider=provider.id,
-                    subject=identity.subject,
-                    email=email,
-                    created_at=now,
-                    last_used_at=now,
-                ),
-            )
-        except IdentityTakenError as error:  # a concurrent callback linked it first
-            raise errors.IdentityInUseError() from error
-        self._audit.record(
-            connection,
-            "identity_linked",
-            user_id=user.id,
-            context=context,
-            detail={"provider": provider.id, "how": resolution.value},
-        )
-        metrics.count_identity_change(provider.id, "linked")
-        return user
-
-    def _usable_user(self, connection: Connection, user_id: str) -> UserRecord:
-        user = user_store.find_user_by_id(connection, user_id)
-        if user is None:
-            raise errors.InvalidStateError("The account no longer exists.")
-        if user.is_disabled:
-            raise errors.AccountDisabledError()
-        return user
-
-    def _create_user(
-        self,
-        connection: Connection,
-        email: str,
-        identity: ProviderIdentity,
-        provider: IdentityProvider,
-        context: RequestContext,
-    ) -> UserRecord:
-        now = self._clock.now()
-        try:
-            user = user_store.insert_user(
-                connection,
-                user_id=uuid.uuid4().hex,
-                email=email,
-                username=None,
-                password_hash=None,  # signs in through the provider; a reset sets one
-                roles=(wire.ROLE_USER,),
-                now=now,
-                email_verified_at=now if identity.email_verified else None,
-            )
-        except user_store.DuplicateUserError as error:  # registered in the meantime
-            raise errors.AccountExistsError() from error
-        self._audit.record(
-            connection,
-            "user_registered",
-            user_id=user.id,
-            context=context,
-            detail={"provider": provider.id},
-        )
-        return user
 
     def _open_session_after_provider(
         self, user: UserRecord, context: RequestContext
@@ -366,39 +248,6 @@ class FederationService:
         return self._issuing.open_session(
             user, remember_me=True, context=context, upgraded_hash=None
         )
-
-    # Identities ----------------------------------------------------------------------------
-
-    def identities(self, user_id: str) -> list[Identity]:
-        """The provider identities the user signs in with, oldest first."""
-        with self._database.snapshot() as connection:
-            return identity_store.identities_of(connection, user_id)
-
-    def unlink(self, user_id: str, identity_id: str, *, context: RequestContext) -> None:
-        """Unlink one of the user's identities.
-
-        Raises IdentityNotFoundError (not the caller's), LastSignInMethodError when it is
-        the user's last way in.
-        """
-        with self._database.transaction() as connection:
-            user = user_store.lock_user(connection, user_id)
-            if user is None:
-                raise errors.IdentityNotFoundError()
-            mine = identity_store.identities_of(connection, user_id)
-            target = next((one for one in mine if one.id == identity_id), None)
-            if target is None:
-                raise errors.IdentityNotFoundError()
-            if sign_in_methods_left(connection, user, without_identity=target.id) == 0:
-                raise errors.LastSignInMethodError()
-            identity_store.delete_identity(connection, target.id, user_id=user_id)
-            self._audit.record(
-                connection,
-                "identity_unlinked",
-                user_id=user_id,
-                context=context,
-                detail={"provider": target.provider},
-            )
-        metrics.count_identity_change(target.provider, "unlinked")
 
     # Counting ------------------------------------------------------------------------------
 
@@ -422,23 +271,6 @@ class FederationService:
                 )
         except errors.KeyturnError:  # the database is out: the refusal stands without a trail
             logger.warning("provider sign-in refused (%s), not audited", error.code)
-
-
-def sign_in_methods_left(connection: Connection, user: UserRecord, *, without_identity: str) -> int:
-    """How many ways into the account remain once `without_identity` is unlinked: a
-    password, and every other linked identity."""
-    identities = identity_store.identities_of(connection, user.id)
-    others = sum(1 for identity in identities if identity.id != without_identity)
-    return others + (0 if user.password_hash == NO_PASSWORD else 1)
-
-
-def _normalized(email: str | None) -> str | None:
-    if email is None:
-        return None
-    try:
-        return normalize_email(email)
-    except errors.InvalidEmailError:
-        return None
 
 
 def _refused_location(code: str, *, linking: bool) -> str:

@@ -162,7 +162,7 @@ async def callback(
 )
 async def identities(claims: Claims, services: ServicesDep) -> IdentityList:
     """The providers linked to the caller's account, oldest first."""
-    found = await run_in_threadpool(services.federation.identities, claims.subject)
+    found = await run_in_threadpool(services.identities.identities, claims.subject)
     return IdentityList(
         identities=[
             IdentityOut(
@@ -193,6 +193,6 @@ async def unlink(
     """Unlink a provider from the caller's account. 409 `last_sign_in_method` when it is
     the only way left to sign in (no password, no other provider)."""
     await run_in_threadpool(
-        services.federation.unlink, claims.subject, identity_id, context=context
+        services.identities.unlink, claims.subject, identity_id, context=context
     )
     return Response(status_code=204)
