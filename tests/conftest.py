@@ -35,6 +35,7 @@ from tests.support.environment import (
     SettingsFactory,
     missing_service,
 )
+from tests.support.oidc import OidcProvider, missing_tools
 
 
 @pytest.fixture(autouse=True)
@@ -234,3 +235,17 @@ async def make_api(make_settings: SettingsFactory, clock: FrozenClock) -> AsyncI
 async def api(make_api: ApiFactory) -> httpx.AsyncClient:
     client: httpx.AsyncClient = await make_api()
     return client
+
+
+# A real OpenID Connect provider --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OidcProvider]:
+    """oidc-provider (npm) under Node, for the whole run; skipped without Node locally."""
+    reason = missing_tools()
+    if reason is not None:
+        missing_service(reason)
+    provider = OidcProvider().start()
+    yield provider
+    provider.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import secrets
 import sys
 import threading
 import unicodedata
@@ -23,6 +24,8 @@ MIN_PASSWORD_LENGTH = 8
 # NIST SP 800-63B asks for at least 64; the cap only keeps a hash request bounded.
 MAX_PASSWORD_LENGTH = 1024
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+# The stored hash of an account without a password: no password matches it.
+NO_PASSWORD = ""
 # bcrypt reads at most 72 bytes; Node's bcrypt and bcryptjs silently cut there, so we do too.
 _BCRYPT_MAX_BYTES = 72
 
@@ -79,6 +82,7 @@ class PasswordHashing:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self.hashes_done = 0  # hashes and verifications run so far
+        self._placeholder_hash: str | None = None
 
     def hash_password(self, password: str) -> str:
         normalized = normalize_for_hashing(password)
@@ -117,6 +121,11 @@ class PasswordHashing:
         return work()
 
     def _verify(self, password_hash: str, password: str) -> bool:
+        if password_hash == NO_PASSWORD:
+            # An account without a password (a provider created it) refuses every password,
+            # after the work of a real check: the answer's timing does not tell it apart.
+            self._verify_exactly(self._placeholder(), password)
+            return False
         normalized = normalize_for_hashing(password)
         if self._verify_exactly(password_hash, normalized):
             return True
@@ -131,7 +140,14 @@ class PasswordHashing:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
+    def _placeholder(self) -> str:
+        if self._placeholder_hash is None:
+            self._placeholder_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        return self._placeholder_hash
+
     def needs_rehash(self, password_hash: str) -> bool:
+        if password_hash == NO_PASSWORD:
+            return False
         if password_hash.startswith(_BCRYPT_PREFIXES):
             return True
         try:

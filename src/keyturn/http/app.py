@@ -23,6 +23,7 @@ from keyturn.http.routes import (
     auth,
     discovery,
     email,
+    federation,
     health,
     languages,
     metrics,
@@ -91,6 +92,7 @@ def create_app(
         email.router,
         passkeys.router,
         mfa.router,
+        federation.router,
         admin.router,
         discovery.router,
     ):

@@ -185,3 +185,35 @@ def csrf_cookie(request: Request) -> str | None:
 def has_session_cookies(request: Request) -> bool:
     names = cookie_names(request)
     return any(request.cookies.get(name) for name in (names.access, names.refresh, names.csrf))
+
+
+def state_cookie_name(settings: Settings) -> str:
+    """The cookie of a sign-in through a provider (`__Host-` over https: no sibling subdomain
+    can plant one and sign the browser into an account of its choosing)."""
+    prefix = wire.HOST_PREFIX if settings.cookies_secure else ""
+    return prefix + wire.COOKIE_OIDC_STATE
+
+
+def set_state_cookie(response: Response, settings: Settings, value: str, *, max_age: int) -> None:
+    """Lax, so the provider's top-level redirect back to the callback carries it; HttpOnly,
+    since it holds the PKCE verifier."""
+    response.headers.append(
+        "set-cookie",
+        _set_cookie_header(
+            state_cookie_name(settings),
+            value,
+            path="/",
+            same_site="Lax",
+            http_only=True,
+            secure=settings.cookies_secure,
+            max_age=max_age,
+        ),
+    )
+
+
+def clear_state_cookie(response: Response, settings: Settings) -> None:
+    set_state_cookie(response, settings, "", max_age=0)
+
+
+def state_cookie(request: Request) -> str | None:
+    return _read(request, state_cookie_name(request.app.state.services.settings))

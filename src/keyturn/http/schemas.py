@@ -306,3 +306,35 @@ class AuditPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ProviderOut(BaseModel):
+    id: str = Field(description="Used in /api/auth/oidc/{provider}/start.")
+    name: str
+
+
+class ProviderList(BaseModel):
+    providers: list[ProviderOut]
+
+
+class IdentityOut(BaseModel):
+    id: str
+    provider: str
+    email: str | None = Field(description="The address the provider gave at the last sign-in.")
+    created_at: datetime
+
+
+class IdentityList(BaseModel):
+    identities: list[IdentityOut]
+
+
+class LinkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    return_to: Text | None = Field(
+        None, max_length=512, description="A path on this site to return to; /dashboard."
+    )
+
+
+class LinkStarted(BaseModel):
+    location: str = Field(description="The provider's authorization URL: navigate there.")

@@ -56,6 +56,17 @@ LINK_TOKENS_REFUSED = Counter(
     "Tokens of mailed links refused (400 invalid_token), by reason.",
     ["reason"],
 )
+PROVIDER_SIGN_INS = Counter(
+    "keyturn_provider_sign_ins",
+    "Callbacks from a sign-in provider by provider, flow (sign_in or link) and outcome: ok,"
+    " linked, or the error code the browser was sent back with.",
+    ["provider", "flow", "outcome"],
+)
+IDENTITY_CHANGES = Counter(
+    "keyturn_identity_changes",
+    "Provider identities linked to or unlinked from accounts, by provider.",
+    ["provider", "change"],
+)
 AUDIT_EVENTS = Counter("keyturn_audit_events", "Audit events written, by event.", ["event"])
 MAILS_DELIVERED = Counter(
     "keyturn_mails_delivered", "Mail handed to the SMTP server (or written as .eml).", ["message"]
@@ -110,6 +121,14 @@ def count_event(event: str) -> None:
         REFRESH_REUSE.inc()
     if event in _REVOKING_EVENTS:
         REVOCATIONS.labels(event).inc()
+
+
+def count_provider_sign_in(provider: str, outcome: str, *, linking: bool) -> None:
+    PROVIDER_SIGN_INS.labels(provider, "link" if linking else "sign_in", outcome).inc()
+
+
+def count_identity_change(provider: str, change: str) -> None:
+    IDENTITY_CHANGES.labels(provider, change).inc()
 
 
 def count_link_token_refused(reason: str) -> None:

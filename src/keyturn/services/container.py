@@ -32,7 +32,9 @@ from keyturn.services.admin import AdminService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.browser import BrowserService
 from keyturn.services.factors import FactorService
+from keyturn.services.federation import FederationService
 from keyturn.services.hashing import HashingGate
+from keyturn.services.identities import IdentityService
 from keyturn.services.issuing import IssuingService
 from keyturn.services.keyring import KeyringService
 from keyturn.services.login import LoginService, LoginThrottle
@@ -82,6 +84,8 @@ class Services:
     mfa: MfaService
     factors: FactorService
     reauthentication: ReauthenticationService
+    federation: FederationService
+    identities: IdentityService
     extra_probes: dict[str, Callable[[], None]] = field(default_factory=dict)
     redis: RedisLink | None = None
     mail: Mailer | None = None
@@ -97,6 +101,7 @@ class Services:
             await to_thread.run_sync(self.browser.load_key)
             # Answers in flight when an earlier process died may be lost: see lost_answers.
             await to_thread.run_sync(self.lost_answers.record_start, self.database)
+            await to_thread.run_sync(self.federation.load_key)
         except BaseException:
             self.database.dispose()  # a start that fails (keys it cannot unseal) leaks nothing
             raise
@@ -116,6 +121,7 @@ class Services:
     async def stop(self) -> None:
         try:
             await self.upkeep.stop()
+            await self.federation.close()
         finally:
             self.database.dispose()
             self.password_hashing.close()
@@ -309,6 +315,17 @@ def build_services(
             revocation=revocation,
             audit=audit,
         ),
+        federation=FederationService(
+            settings,
+            database,
+            clock,
+            sealer=sealer,
+            limiter=limiter,
+            audit=audit,
+            issuing=issuing,
+            mfa=mfa,
+        ),
+        identities=IdentityService(database, clock, audit=audit),
         extra_probes=extra_probes,
         redis=link,
         mail=mailer,

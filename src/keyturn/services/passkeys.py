@@ -40,6 +40,7 @@ from keyturn.core.passkeys import (
 from keyturn.revocation.service import RevocationService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.browser import origin_of
+from keyturn.services.identities import sign_in_methods_left
 from keyturn.storage import factors as factor_store
 from keyturn.storage import passkeys as passkey_store
 from keyturn.storage import users as user_store
@@ -254,6 +255,14 @@ class PasskeyService:
         """Delete the user's passkey; raises PasskeyNotFoundError for anyone else's."""
         with self._revocation.batch() as batch:
             connection = batch.connection
+            user = user_store.find_user_by_id(connection, user_id)
+            # An account a provider made has no password: its last way in stays.
+            if (
+                user is not None
+                and passkey_store.find_passkey(connection, user_id, passkey_id) is not None
+                and sign_in_methods_left(connection, user, without_passkey=passkey_id) == 0
+            ):
+                raise errors.LastSignInMethodError()
             if not passkey_store.delete_passkey(connection, user_id, passkey_id):
                 raise errors.PasskeyNotFoundError()
             factor_store.sync_mfa_enabled(connection, user_id, now=self._clock.now())

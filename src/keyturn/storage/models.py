@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     false,
     text,
 )
@@ -112,7 +113,8 @@ users = Table(
     Column("email_key", String(320), nullable=False, unique=True),
     Column("username", String(64)),
     Column("username_key", String(64), unique=True),
-    Column("password_hash", String(255), nullable=False),
+    # NULL: an account a provider created, which has no password until one is set by reset.
+    Column("password_hash", String(255)),
     Column("roles", String(255), nullable=False, server_default=""),
     Column("disabled_at", UTCDateTime()),
     Column("created_at", UTCDateTime(), nullable=False),
@@ -343,4 +345,19 @@ mfa_challenges = Table(
     Column("failures", Integer(), nullable=False, server_default="0"),
     Column("used_at", UTCDateTime()),
     Index(None, "expires_at"),
+)
+# The provider identities a user signs in with: (provider, subject) names one person at one
+# provider, for good (an email address can change hands; a subject does not).
+identities = Table(
+    "identities",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("email", String(320)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("provider", "subject"),
+    Index(None, "user_id"),
 )

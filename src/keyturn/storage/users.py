@@ -53,7 +53,9 @@ def user_from_row(row: Mapping[Any, Any], *, prefix: str = "") -> UserRecord:
         id=row[prefix + "id"],
         email=row[prefix + "email"],
         username=row[prefix + "username"],
-        password_hash=row[prefix + "password_hash"],
+        # No password (an account a provider created): the empty hash, which no password
+        # matches (core.passwords).
+        password_hash=row[prefix + "password_hash"] or "",
         roles=tuple(role for role in row[prefix + "roles"].split() if role),
         disabled_at=row[prefix + "disabled_at"],
         created_at=row[prefix + "created_at"],
@@ -68,9 +70,10 @@ def insert_user(
     user_id: str,
     email: str,
     username: str | None,
-    password_hash: str,
+    password_hash: str | None,
     roles: tuple[str, ...],
     now: datetime,
+    email_verified_at: datetime | None = None,
 ) -> UserRecord:
     """Raises DuplicateUserError("email" | "username") on a case-insensitive clash."""
     if find_user_by_email(connection, email) is not None:
@@ -90,6 +93,7 @@ def insert_user(
                     roles=" ".join(roles),
                     created_at=now,
                     updated_at=now,
+                    email_verified_at=email_verified_at,
                 )
             )
     except IntegrityError as error:
@@ -110,6 +114,17 @@ def find_user_by_id(connection: Connection, user_id: str) -> UserRecord | None:
     if "\x00" in user_id:
         return None
     row = connection.execute(_FIND_USER_BY_ID, {"user_id": user_id}).mappings().first()
+    return _record(row) if row else None
+
+
+def lock_user(connection: Connection, user_id: str) -> UserRecord | None:
+    """The user, their row locked until the transaction ends (PostgreSQL; SQLite's writers
+    are serialized anyway): checks that span several rows of theirs see no concurrent change."""
+    row = (
+        connection.execute(select(users).where(users.c.id == user_id).with_for_update())
+        .mappings()
+        .first()
+    )
     return _record(row) if row else None
 
 

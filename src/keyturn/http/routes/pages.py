@@ -9,6 +9,7 @@ Content-Security-Policy can forbid both. Every page speaks the reader's language
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -61,6 +62,7 @@ _STATIC_HEADERS = [
 ]
 
 router = APIRouter(include_in_schema=False)
+ERROR_CODE_SHAPE = re.compile(r"[a-z_]{1,40}")
 # RFC 9110 §9.3.2: what answers GET answers HEAD (link checkers, uptime probes).
 PAGE_METHODS = ["GET", "HEAD"]
 
@@ -86,6 +88,19 @@ def _page(request: Request, template: str, **context: object) -> Response:
     )
 
 
+def _providers(request: Request) -> list[dict[str, str]]:
+    """The sign-in providers the pages offer, by id and name."""
+    configured = services_of(request).federation.providers.values()
+    return [{"id": provider.id, "name": provider.name} for provider in configured]
+
+
+def _error_code(request: Request) -> str | None:
+    """The code a refused provider sign-in came back with (?error=CODE), if it looks like one:
+    the page shows its own sentence for it, never the text of the URL."""
+    code = request.query_params.get("error")
+    return code if code and ERROR_CODE_SHAPE.fullmatch(code) else None
+
+
 def _redirect(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303, headers=PAGE_HEADERS)
 
@@ -99,12 +114,16 @@ async def home() -> RedirectResponse:
 async def login_page(request: Request) -> Response:
     if _is_signed_in(request):
         return _redirect("/dashboard")
-    return _page(request, "login.html")
+    return _page(
+        request, "login.html", providers=_providers(request), error_code=_error_code(request)
+    )
 
 
 @router.api_route("/register", methods=PAGE_METHODS)
 async def register_page(request: Request) -> Response:
-    return _page(request, "register.html", min_password=MIN_PASSWORD_LENGTH)
+    return _page(
+        request, "register.html", min_password=MIN_PASSWORD_LENGTH, providers=_providers(request)
+    )
 
 
 @router.api_route("/dashboard", methods=PAGE_METHODS)
@@ -113,7 +132,13 @@ async def dashboard_page(request: Request) -> Response:
     # cookies; with neither there is no session to renew.
     if not cookies.has_session_cookies(request):
         return _redirect("/login")
-    return _page(request, "dashboard.html", min_password=MIN_PASSWORD_LENGTH)
+    return _page(
+        request,
+        "dashboard.html",
+        min_password=MIN_PASSWORD_LENGTH,
+        providers=_providers(request),
+        error_code=_error_code(request),
+    )
 
 
 def not_found_page(request: Request) -> Response:

@@ -42,7 +42,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _SIGNED_IN: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing, expired or invalid access token"},
-    403: {"model": Problem, "description": "CSRF check failed (cookie mode)"},
+    403: {
+        "model": Problem,
+        "description": "`reauthentication_required` (register, remove: the login is not"
+        " recent); `csrf_failed` (cookie mode)",
+    },
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "`passkey_not_found`: not a passkey of yours"}
@@ -150,13 +154,19 @@ async def rename_passkey(
 @router.delete(
     "/{passkey_id}",
     status_code=204,
-    responses={**_ERRORS, **_SIGNED_IN, **_NOT_FOUND},
+    responses={
+        **_ERRORS,
+        **_SIGNED_IN,
+        **_NOT_FOUND,
+        409: {"model": Problem, "description": "last_sign_in_method"},
+    },
     openapi_extra=BEARER_SECURITY,
 )
 async def remove_passkey(
     passkey_id: str, claims: RecentClaims, services: ServicesDep, context: ContextDep
 ) -> Response:
-    """Remove one of the caller's passkeys (404 `passkey_not_found` for anyone else's)."""
+    """Remove one of the caller's passkeys (404 `passkey_not_found` for anyone else's; 409
+    `last_sign_in_method` when it is the last way into an account without a password)."""
     _check_shape(passkey_id)
     await run_in_threadpool(
         lambda: services.passkeys.remove(claims.subject, passkey_id, context=context)

@@ -518,6 +518,7 @@
       loginForm.hidden = false;
       aside.hidden = false;
       if (passwordless && hasPasskeys()) passwordless.hidden = false;
+      for (const part of document.querySelectorAll(".providers")) part.hidden = false;
       expired();
     }
 
@@ -585,6 +586,7 @@
       loginForm.hidden = true;
       aside.hidden = true;
       if (passwordless) passwordless.hidden = true;
+      for (const part of document.querySelectorAll(".providers")) part.hidden = true;
       form.hidden = false;
       code.value = "";
       recovery.value = "";
@@ -1142,16 +1144,114 @@
     async function load() {
       hide(pageError);
       try {
-        // In parallel on purpose: both may meet an expired token and share one refresh.
-        const [me, found] = await Promise.all([
+        // In parallel on purpose: they may meet an expired token and share one refresh.
+        const [me, found, linked] = await Promise.all([
           api("GET", "/api/auth/me"),
           api("GET", "/api/auth/sessions"),
+          identitiesList ? api("GET", "/api/auth/identities") : null,
         ]);
         renderUser(me.user);
         renderSessions(found.sessions);
+        if (linked) renderIdentities(linked.identities);
       } catch (error) {
         fail(error);
       }
+    }
+
+    // ---- Sign-in providers: the linked ones with an Unlink button each, and a Link button
+    // per configured provider (a CSRF-checked POST whose answer says where to go).
+    const identitiesList = document.getElementById("identities");
+    const identitiesStatus = document.getElementById("identities-status");
+    const identitiesError = document.getElementById("identities-error");
+    const providerNames = new Map(
+      [...document.querySelectorAll("[data-link-provider]")].map((button) => [
+        button.dataset.linkProvider,
+        button.dataset.providerName,
+      ]),
+    );
+
+    function renderIdentities(identities) {
+      identitiesList.replaceChildren();
+      for (const identity of identities) {
+        const provider = providerNames.get(identity.provider) || identity.provider;
+        const email = identity.email || "—";
+        const item = document.createElement("li");
+        item.className = "session";
+        const info = document.createElement("div");
+        info.className = "session-info";
+        const name = document.createElement("div");
+        name.className = "session-device";
+        name.textContent = provider;
+        const meta = document.createElement("p");
+        meta.className = "session-meta";
+        meta.append(
+          ...tNodes("identity-meta", {
+            email,
+            when: timeElement(identity.created_at, absolute.format(new Date(identity.created_at))),
+          }),
+        );
+        info.append(name, meta);
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "secondary";
+        const which = document.createElement("span");
+        which.className = "visually-hidden";
+        which.textContent = ` ${t("unlink-which", { provider, email })}`;
+        button.append(t("unlink"), which);
+        button.addEventListener("click", () => unlink(identity, provider, button));
+        item.append(info, button);
+        identitiesList.append(item);
+      }
+      identitiesStatus.textContent = identities.length
+        ? tCount("identities-count", identities.length)
+        : t("no-identities");
+      // A provider already linked is not offered again.
+      const linked = new Set(identities.map((identity) => identity.provider));
+      for (const button of document.querySelectorAll("[data-link-provider]")) {
+        button.parentElement.hidden = linked.has(button.dataset.linkProvider);
+      }
+    }
+
+    async function unlink(identity, provider, button) {
+      hide(identitiesError);
+      button.disabled = true;
+      try {
+        await api("DELETE", `/api/auth/identities/${encodeURIComponent(identity.id)}`);
+      } catch (error) {
+        button.disabled = false;
+        if (error instanceof ApiError) {
+          formError(identitiesError, explain(error));
+          return;
+        }
+        fail(error);
+        return;
+      }
+      const linked = await api("GET", "/api/auth/identities").catch(fail);
+      if (linked) renderIdentities(linked.identities);
+      // The button is gone with its row: the heading is where the reader goes on from.
+      identitiesStatus.textContent = t("unlinked", { provider });
+      document.getElementById("identities-heading").focus();
+    }
+
+    for (const button of document.querySelectorAll("[data-link-provider]")) {
+      button.addEventListener("click", async () => {
+        hide(identitiesError);
+        button.disabled = true;
+        try {
+          const started = await api(
+            "POST",
+            `/api/auth/oidc/${encodeURIComponent(button.dataset.linkProvider)}/link`,
+          );
+          window.location.assign(started.location);
+        } catch (error) {
+          button.disabled = false;
+          if (error instanceof ApiError) {
+            formError(identitiesError, explain(error));
+            return;
+          }
+          fail(error);
+        }
+      });
     }
 
     async function revoke(session, button) {
