@@ -96,9 +96,10 @@ async def test_plain_text_secrets_from_before_are_sealed_on_start_and_keep_worki
     assert (await api.get("/api/auth/me", headers=bearer(tokens.access_token))).status_code == 200
     rows = stored_secrets(database_url)
     assert not [row for row in rows if looks_plain(row)]
-    assert sorted(Sealer([sealing_key]).unseal(row).decode() for row in rows) == sorted(
-        [pem, csrf_hex]
-    )
+    # Every row opens with the key; the two from before are among them (the server may have
+    # made secrets of its own since, sealed from the start).
+    opened = {Sealer([sealing_key]).unseal(row).decode() for row in rows}
+    assert {pem, csrf_hex} <= opened
 
 
 async def test_secrets_sealed_with_an_older_key_open_and_are_sealed_again(
