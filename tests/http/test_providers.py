@@ -12,8 +12,10 @@ import pytest
 
 from keyturn.clock import FrozenClock
 from tests.support.api import DEFAULT_PASSWORD, error_of, register
+from tests.support.authenticator import SoftwareAuthenticator
 from tests.support.environment import TEST_ISSUER, ApiFactory
 from tests.support.metrics import metric, scrape
+from tests.support.mfa import claims_of, code_for, enrol
 from tests.support.oidc import OTHER_CLIENT_ID, OidcProvider, free_port, sign_in_at_provider
 
 CALLBACK_PREFIX = f"{TEST_ISSUER}/api/auth/oidc/"
@@ -524,3 +526,81 @@ async def test_sign_ins_links_and_refusals_are_counted(api: httpx.AsyncClient) -
     assert metric(after, "keyturn_identity_changes_total", **linked) == (
         metric(before, "keyturn_identity_changes_total", **linked) + 1
     )
+
+
+async def test_a_provider_sign_in_carries_amr_fed(api: httpx.AsyncClient) -> None:
+    """The session a provider opens says how it was authenticated: amr ["fed"] (RFC 8176)."""
+    await sign_in(api, "ada")
+
+    assert claims_of(api.cookies["access_token"])["amr"] == ["fed"]
+
+
+async def test_an_account_with_a_second_factor_is_asked_for_it_after_the_provider(
+    api: httpx.AsyncClient, clock: FrozenClock
+) -> None:
+    """The provider alone opens no session for an account with an authenticator app: the
+    callback sends the browser to the login page's second step, the mfa_token in the
+    fragment, and a code finishes the sign-in with amr fed+otp+mfa."""
+    await sign_in(api, "ada")
+    enrolment = await enrol(api, api.cookies["access_token"], clock)
+    api.cookies.clear()
+
+    response = await sign_in(api, "ada")
+
+    location = httpx.URL(response.headers["location"])
+    assert (response.status_code, location.path) == (302, "/login")
+    assert not any(c.startswith("access_token=") for c in response.headers.get_list("set-cookie"))
+    fragment = dict(httpx.QueryParams(location.fragment))
+    assert fragment["methods"] == "totp,recovery_code"
+    done = await api.post(
+        "/api/auth/mfa/verify",
+        json={
+            "mfa_token": fragment["mfa_token"],
+            "code": code_for(enrolment.secret, clock.timestamp()),
+        },
+    )
+    assert done.status_code == 200, done.text
+    assert claims_of(done.json()["access_token"])["amr"] == ["fed", "otp", "mfa"]
+
+
+async def test_unlinking_needs_a_recent_login(api: httpx.AsyncClient, clock: FrozenClock) -> None:
+    """Unlinking a provider changes how the account is entered: past KEYTURN_REAUTH_SECONDS
+    since the sign-in, 403 reauthentication_required, and nothing is unlinked."""
+    await sign_in(api, "ada")
+    assert (await link(api, "ada", provider="other")).headers["location"] == "/dashboard"
+    first, _second = await identities(api)
+    clock.advance(seconds=601)
+
+    refused = await api.delete(
+        f"/api/auth/identities/{first['id']}",
+        headers={"X-CSRF-Token": api.cookies["csrf_token"]},
+    )
+
+    assert error_of(refused) == (403, "reauthentication_required")
+    assert len(await identities(api)) == 2
+
+
+async def test_a_passkey_is_a_way_in_for_an_account_without_a_password(
+    api: httpx.AsyncClient,
+) -> None:
+    """With a passkey, the only provider of a password-less account can be unlinked; the
+    passkey is then the last way in, and removing it is 409 last_sign_in_method."""
+    await sign_in(api, "ada")
+    auth = {"Authorization": f"Bearer {api.cookies['access_token']}"}
+    authenticator = SoftwareAuthenticator(origin=TEST_ISSUER)
+    options = await api.post("/api/auth/passkeys/register/options", headers=auth)
+    registered = await api.post(
+        "/api/auth/passkeys/register",
+        json={"credential": authenticator.create(options.json())},
+        headers=auth,
+    )
+    assert registered.status_code == 201, registered.text
+    [identity] = await identities(api)
+
+    unlinked = await api.delete(f"/api/auth/identities/{identity['id']}", headers=auth)
+    last = await api.delete(
+        f"/api/auth/passkeys/{registered.json()['passkey']['id']}", headers=auth
+    )
+
+    assert unlinked.status_code == 204
+    assert error_of(last) == (409, "last_sign_in_method")

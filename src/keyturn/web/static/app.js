@@ -402,6 +402,13 @@
       show(notice, t("mfa-expired"));
       password.focus();
     });
+    // A provider vouched for the user and the account has a second factor: its mfa_token
+    // comes in the fragment (never sent to a server), wiped from the address bar at once.
+    const fragment = new URLSearchParams(window.location.hash.slice(1));
+    if (fragment.get("mfa_token")) {
+      history.replaceState(null, "", window.location.pathname + window.location.search);
+      secondStep(fragment.get("mfa_token"), (fragment.get("methods") || "").split(","));
+    }
 
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
