@@ -60,8 +60,11 @@ def _run_granian(*, host: str, port: int, workers: int, log_level: str) -> None:
         if stop.code not in (None, 0):
             raise ServerFailedError from None
         raise
-    except OSError as error:
-        raise ServerFailedError(error.strerror or str(error)) from error
+    except (OSError, RuntimeError) as error:
+        # granian's bind fails with a RuntimeError whose text is the OS error, then a
+        # native backtrace: the first line is the reason.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ServerFailedError(reason) from error
 
 
 def _run_uvicorn(*, host: str, port: int, workers: int, log_level: str) -> None:
