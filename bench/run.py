@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections (32)")
     parser.add_argument("--repeat", type=int, default=1, help="alternating rounds; medians (1)")
     parser.add_argument(
+        "--server",
+        choices=["granian", "uvicorn"],
+        default="granian",
+        help="HTTP server under Keyturn (granian)",
+    )
+    parser.add_argument(
         "--workloads", default=",".join(WORKLOADS), help="comma-separated subset, in this order"
     )
     parser.add_argument(
@@ -370,8 +376,12 @@ def run_scale(args: argparse.Namespace, output: Path) -> int:
     records: list[dict[str, object]] = []
     with (
         postgres_database(True) as empty_url,
-        running_server(database_url=empty_url, cores=server_cores) as empty,
-        running_server(database_url=args.scale, cores=server_cores) as populated,
+        running_server(
+            database_url=empty_url, cores=server_cores, http_server=args.server
+        ) as empty,
+        running_server(
+            database_url=args.scale, cores=server_cores, http_server=args.server
+        ) as populated,
     ):
         targets = {
             "empty": Bench(args, empty, load_cores),
@@ -475,7 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with (
         postgres_database(args.postgres) as database_url,
-        running_server(database_url=database_url, cores=server_cores) as server,
+        running_server(
+            database_url=database_url, cores=server_cores, http_server=args.server
+        ) as server,
     ):
         backend = "postgresql" if server.database_url.startswith("postgres") else "sqlite"
         bench = Bench(args, server, load_cores)
@@ -483,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
             "kind": "run",
             "at": stamp,
             "database": backend,
+            "http_server": args.server,
             "loadgen": bench.engine,
             "server_cores": server_cores,
             "load_cores": load_cores,

@@ -51,8 +51,31 @@ def split_cores() -> tuple[str | None, str | None]:
 _IDLE_WINDOW_SECONDS = 0.3
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process descended from it (Linux /proc), parents first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # After the parenthesised command: state, then the parent's pid.
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, index = [pid], 0
+    while index < len(tree):
+        tree.extend(children.get(tree[index], []))
+        index += 1
+    return tree
+
+
 class Server:
-    """One `keyturn serve` process (one worker) on 127.0.0.1 with its own data directory."""
+    """One `keyturn serve` (one worker) on 127.0.0.1 with its own data directory.
+
+    granian answers from a worker process beside the one started here and uvicorn from the
+    same one: CPU and memory are read over the whole process tree, so both count alike.
+    """
 
     def __init__(
         self,
@@ -60,7 +83,9 @@ class Server:
         database_url: str | None,
         cores: str | None,
         extra_env: dict[str, str] | None = None,
+        http_server: str = "granian",
     ) -> None:
+        self.http_server = http_server
         self.directory = Path(tempfile.mkdtemp(prefix="keyturn-bench-"))
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -93,6 +118,8 @@ class Server:
             str(self.port),
             "--workers",
             "1",
+            "--server",
+            self.http_server,
         ]
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -117,29 +144,39 @@ class Server:
     def reset_peak_rss(self) -> bool:
         """Reset the kernel's high-water mark of the server's RSS (Linux: clear_refs 5)."""
         try:
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+            for pid in process_tree(self.pid):
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
         except OSError:
             return False
         return True
 
     def rss_mb(self, field: str = "VmHWM") -> float | None:
-        """The server's peak (VmHWM) or current (VmRSS) resident set size, in MB."""
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            return None
-        return None
+        """The server's peak (VmHWM) or current (VmRSS) resident set size, in MB, summed
+        over its processes (each one's own peak: an upper bound of the peak of the sum)."""
+        total, found = 0, False
+        for pid in process_tree(self.pid):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith(field + ":"):
+                        total += int(line.split()[1])
+                        found = True
+            except OSError:
+                continue
+        return total / 1024 if found else None
 
     def cpu_seconds(self) -> float | None:
-        """CPU time the server has used so far (user + system, all threads), in seconds."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        # After the command name: utime and stime are fields 14 and 15 of stat(5).
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the server has used so far (user + system, all threads, every process of
+        its tree), in seconds."""
+        ticks, found = 0, False
+        for pid in process_tree(self.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # After the command name: utime and stime are fields 14 and 15 of stat(5).
+            ticks += int(fields[11]) + int(fields[12])
+            found = True
+        return ticks / os.sysconf("SC_CLK_TCK") if found else None
 
     def wait_idle(self, *, timeout: float = 60.0) -> float:
         """Wait until the server's CPU use drops below a quarter of a core, as it does with
@@ -173,9 +210,15 @@ class Server:
 
 @contextlib.contextmanager
 def running_server(
-    *, database_url: str | None, cores: str | None, extra_env: dict[str, str] | None = None
+    *,
+    database_url: str | None,
+    cores: str | None,
+    extra_env: dict[str, str] | None = None,
+    http_server: str = "granian",
 ) -> Iterator[Server]:
-    server = Server(database_url=database_url, cores=cores, extra_env=extra_env)
+    server = Server(
+        database_url=database_url, cores=cores, extra_env=extra_env, http_server=http_server
+    )
     try:
         server.start()
         yield server

@@ -1,4 +1,5 @@
-"""`keyturn serve`: migrate, make sure a signing key exists, then run the HTTP server."""
+"""`keyturn serve`: migrate, make sure a signing key exists, then run the HTTP server
+(granian by default, uvicorn with `--server uvicorn`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ import sys
 import tempfile
 from typing import Any
 
-import uvicorn
-
+from keyturn.cli.servers import SERVERS, ServerFailedError, run_server
 from keyturn.config import Settings
-from keyturn.observability.logging import logging_config
 from keyturn.observability.metrics import MULTIPROCESS_ENV
 from keyturn.services.container import build_services
 from keyturn.services.identity import pin_issuer
@@ -27,6 +26,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=8000, help="port to bind (8000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1)")
+    parser.add_argument(
+        "--server", choices=SERVERS, default="granian", help="HTTP server to run (granian)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -98,34 +100,15 @@ def run(args: argparse.Namespace) -> int:
             # Workers start after this and count into files here; /metrics sums them all.
             metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="keyturn-"))
             os.environ[MULTIPROCESS_ENV] = metrics_dir
-        _run_uvicorn(args, settings)
+        try:
+            run_server(
+                args.server,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                log_level=settings.log_level,
+            )
+        except ServerFailedError as error:
+            reason = f": {error}" if str(error) else "; its log line above says why"
+            raise ValueError(f"the server could not start or stopped{reason}") from None
     return 0
-
-
-def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
-    try:
-        _start_uvicorn(args, settings)
-    except SystemExit as stop:
-        # uvicorn exits 3 (or 1) when it cannot start, e.g. the port was taken after the
-        # check above: its own log line says why; ours keeps the exit status at 1.
-        if stop.code not in (None, 0):
-            raise ValueError("the server could not start; its log line above says why") from None
-        raise
-
-
-def _start_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
-    uvicorn.run(
-        "keyturn.http.app:app_from_environment",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        loop="auto",
-        http="auto",
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        log_level=settings.log_level.lower(),
-        log_config=logging_config(settings.log_level),
-        timeout_graceful_shutdown=5,
-    )

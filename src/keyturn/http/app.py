@@ -163,5 +163,5 @@ def _document_security(app: FastAPI) -> None:
 
 
 def app_from_environment() -> FastAPI:
-    """The factory `keyturn serve` hands to uvicorn: Settings from the environment."""
+    """The factory `keyturn serve` hands to its HTTP server: Settings from the environment."""
     return create_app(Settings(), freeze_heap=True)

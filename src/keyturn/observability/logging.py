@@ -1,7 +1,8 @@
 """JSON logs: one object per line, the request id of the request being served, and a
 redaction filter so that no token, password, Authorization or Cookie value reaches a log.
 
-`keyturn serve` hands `logging_config()` to uvicorn, which applies it in every worker.
+`keyturn serve` hands `logging_config()` to the HTTP server (granian or uvicorn), which
+applies it in every worker.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def json_string(text: str) -> str:
 
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:
-    """A dictConfig for the server (uvicorn's loggers included): JSON lines on stderr,
+    """A dictConfig for the server (granian's and uvicorn's loggers too): JSON lines on stderr,
     every record through the redaction filter."""
     level = level.upper()
     handler = {
@@ -189,5 +190,7 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
             "uvicorn": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": True},
+            "_granian": {"handlers": [], "level": level, "propagate": True},
+            "granian.access": {"handlers": [], "level": "WARNING", "propagate": True},
         },
     }
