@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support.oidc import OidcProvider, sign_in_at_provider
 
 from keyturn.clock import FrozenClock
 from keyturn.config import Settings
 from keyturn.http.app import create_app
 from keyturn.services.providers import OidcClient
-from tests.support.oidc import OidcProvider, sign_in_at_provider
 
 ORIGIN = "http://keyturn.test"
 
@@ -72,7 +72,8 @@ async def measure(provider: OidcProvider, rounds: int, directory: Path) -> None:
                 began = time.perf_counter()
                 done = await browser.get(callback)
                 callback_ms = (time.perf_counter() - began) * 1000
-                assert done.headers["location"] == "/dashboard", done.headers["location"]
+                if done.headers["location"] != "/dashboard":
+                    raise SystemExit(f"sign-in failed: {done.headers['location']}")
             if number == 0:  # the first fetches discovery and keys: not the steady state
                 provider_ms.clear()
                 continue
