@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load (10)")
     parser.add_argument("--connections", type=int, default=32, help="connections (32)")
     parser.add_argument(
-        "--server", choices=["granian", "uvicorn"], default="granian", help="under Keyturn"
+        "--server", choices=["granian", "uvicorn"], default="uvicorn", help="under Keyturn"
     )
     args = parser.parse_args(argv)
     if not loadgen.has_wrk():

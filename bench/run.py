@@ -49,8 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--server",
         choices=["granian", "uvicorn"],
-        default="granian",
-        help="HTTP server under Keyturn (granian)",
+        default="uvicorn",
+        help="HTTP server under Keyturn (uvicorn, the default of keyturn serve)",
     )
     parser.add_argument(
         "--workloads", default=",".join(WORKLOADS), help="comma-separated subset, in this order"

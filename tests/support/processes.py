@@ -50,10 +50,13 @@ def run_cli(
 class KeyturnServer:
     """`keyturn serve` in a subprocess; `url` is its base URL once `start()` returns."""
 
-    def __init__(self, *, cwd: Path, env: dict[str, str], workers: int = 1) -> None:
+    def __init__(
+        self, *, cwd: Path, env: dict[str, str], workers: int = 1, server: str | None = None
+    ) -> None:
         self.cwd = cwd
         self.env = env
         self.workers = workers
+        self.server = server  # None: the default of `keyturn serve`
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -86,6 +89,7 @@ class KeyturnServer:
                 str(self.port),
                 "--workers",
                 str(self.workers),
+                *(["--server", self.server] if self.server else []),
             ],
             cwd=self.cwd,
             env=self.env,

@@ -24,12 +24,12 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
     """
     servers: list[KeyturnServer] = []
 
-    def make(*, workers: int = 1, **variables: str) -> KeyturnServer:
+    def make(*, workers: int = 1, server: str | None = None, **variables: str) -> KeyturnServer:
         variables.setdefault("KEYTURN_DATABASE_URL", f"sqlite:///{tmp_path}/k{len(servers)}.db")
         env = keyturn_environment(**variables)
-        server = KeyturnServer(cwd=tmp_path, env=env, workers=workers)
-        servers.append(server)
-        return server.start()
+        server_process = KeyturnServer(cwd=tmp_path, env=env, workers=workers, server=server)
+        servers.append(server_process)
+        return server_process.start()
 
     yield make
     for server in reversed(servers):

@@ -1,5 +1,5 @@
 """`keyturn serve`: migrate, make sure a signing key exists, then run the HTTP server
-(granian by default, uvicorn with `--server uvicorn`)."""
+(uvicorn by default, granian with `--server granian`)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--port", type=port_number, default=8000, help="port to bind (8000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     parser.add_argument(
-        "--server", choices=SERVERS, default="granian", help="HTTP server to run (granian)"
+        "--server", choices=SERVERS, default="uvicorn", help="HTTP server to run (uvicorn)"
     )
     parser.set_defaults(handler=run)
 

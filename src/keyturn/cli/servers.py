@@ -1,5 +1,5 @@
-"""The HTTP servers `keyturn serve` can run Keyturn's ASGI app under: granian (the default)
-and uvicorn. Both get the same promises: Keyturn's JSON logging, no access log of their own
+"""The HTTP servers `keyturn serve` can run Keyturn's ASGI app under: uvicorn (the default)
+and granian. Both get the same promises: Keyturn's JSON logging, no access log of their own
 (Keyturn's middleware writes it), no proxy headers trusted (Keyturn reads X-Forwarded-For
 itself, from trusted proxies only), no `server` header, a bounded graceful shutdown."""
 

@@ -156,10 +156,27 @@ def _document_security(app: FastAPI) -> None:
                 "flows": {"password": {"tokenUrl": "/oauth/token", "scopes": {}}},
             },
         }
+        _document_body_limit(schema)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_body_limit(schema: dict[str, Any]) -> None:
+    """Every operation that takes a body may answer 413 `payload_too_large`: the middleware
+    refuses a body over KEYTURN_MAX_BODY_BYTES before any route reads it."""
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation.setdefault("responses", {}).setdefault(
+                    "413",
+                    {
+                        "description": "`payload_too_large`: the body is over the size limit",
+                        "content": {"application/json": {"schema": problem}},
+                    },
+                )
 
 
 def app_from_environment() -> FastAPI:

@@ -159,10 +159,16 @@ class AccessTokenOut(BaseModel):
 
 
 class MfaRequiredProblem(BaseModel):
+    """A 401 of a login: `invalid_credentials`, or `mfa_required` with the two fields below."""
+
     error: str = "mfa_required"
     message: str
-    mfa_token: str = Field(description="For POST /api/auth/mfa/verify, within 300 s.")
-    methods: list[str] = Field(description="`totp`, `recovery_code`, `passkey`")
+    mfa_token: str | None = Field(
+        None, description="With `mfa_required`: for POST /api/auth/mfa/verify, within 300 s."
+    )
+    methods: list[str] | None = Field(
+        None, description="With `mfa_required`: any of `totp`, `recovery_code`, `passkey`."
+    )
 
 
 class Accepted(BaseModel):
