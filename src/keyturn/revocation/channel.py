@@ -92,14 +92,14 @@ class RevocationChannel:
     @contextlib.asynccontextmanager
     async def subscription(self) -> AsyncIterator[RevocationSubscription]:
         """Subscribe on a connection of the running event loop; raises RedisError."""
-        client = redis.asyncio.Redis.from_url(self.link.url, **client_options())
+        client = redis.asyncio.Redis.from_url(self.link.url, **client_options(for_asyncio=True))
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(wire.REDIS_REVOCATION_CHANNEL)
             yield RevocationSubscription(pubsub, origin=self.origin)
         finally:
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                await pubsub.aclose()
             with contextlib.suppress(RedisError, OSError):
                 await client.aclose()
 

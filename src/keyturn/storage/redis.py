@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import redis
+import redis.asyncio.retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -24,14 +25,17 @@ RETRY_PAUSE_SECONDS = 1.0
 _TIMEOUT_SECONDS = 1.0
 
 
-def client_options() -> dict[str, Any]:
+def client_options(*, for_asyncio: bool = False) -> dict[str, Any]:
+    """Options for a Redis client; `for_asyncio` for a `redis.asyncio` one, which takes its own
+    kind of retry policy."""
     # One immediate retry on a broken connection (a pooled connection to a Redis that has
     # restarted fails once, then reconnects); none on timeouts, so a caller falls back
     # quickly, and the link decides when Redis is worth trying again.
+    retry_kind = redis.asyncio.retry.Retry if for_asyncio else Retry
     return {
         "socket_timeout": _TIMEOUT_SECONDS,
         "socket_connect_timeout": _TIMEOUT_SECONDS,
-        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+        "retry": retry_kind(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
         "health_check_interval": 5,
     }
 
