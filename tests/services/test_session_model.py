@@ -35,7 +35,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 
 from keyturn import errors
 from keyturn.clock import FrozenClock
@@ -362,11 +362,16 @@ class SessionMachine(RuleBasedStateMachine):
     def refresh_latest(self, session_id: str) -> None:
         self.present(session_id, self.model_sessions[session_id].latest)
 
-    @precondition(lambda self: any(self.rotated_tokens()))
     @rule(pick=st.integers(min_value=0, max_value=20))
     def refresh_rotated(self, pick: int) -> None:
-        """An older token of any session: within the grace window a retry, after it theft."""
+        """An older token of any session: within the grace window a retry, after it theft.
+
+        Not a precondition: which of a user's sessions the cap ends among ones opened at
+        the same instant follows their random ids, and a precondition that differs between
+        two runs of the same sequence breaks Hypothesis's replay."""
         rotated = self.rotated_tokens()
+        if not rotated:
+            return
         session_id, token = rotated[pick % len(rotated)]
         self.present(session_id, token)
 
@@ -517,13 +522,14 @@ def new_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         return
     url: str = request.getfixturevalue("postgres_url")
     # CREATE DATABASE per sequence costs a checkpoint each (a second or more); emptying the
-    # test's own database gives every sequence the same fresh start in milliseconds.
+    # test's own database gives every sequence the same fresh start in milliseconds. DELETE,
+    # children first, rather than TRUNCATE, which makes new files for every table.
     engine = create_engine(url)
-    tables = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
 
     def empty_postgres() -> str:
         with engine.begin() as connection:
-            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            for table in reversed(metadata.sorted_tables):
+                connection.execute(table.delete())
         return url
 
     yield empty_postgres
