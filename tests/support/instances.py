@@ -151,10 +151,17 @@ def processes_in_group(group: int) -> list[int]:
     return found
 
 
-def connections_to_each_worker(port: int, *, group: int, workers: int) -> list[WorkerConnection]:
-    """Open connections until one is held by each of `workers` distinct processes."""
+def connections_to_each_worker(
+    port: int, *, group: int, workers: int, within: float = 60.0
+) -> list[WorkerConnection]:
+    """Open connections until one is held by each of `workers` distinct processes.
+
+    A worker that is still importing Keyturn accepts nothing, so on a loaded machine every
+    connection of the first seconds can land on the one that is ready: keep trying, with a
+    pause, until the deadline rather than for a fixed number of connections."""
     kept: dict[int, WorkerConnection] = {}
-    for _ in range(200):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
         connection = WorkerConnection(port, group=group)
         if connection.pid is not None and connection.pid not in kept:
             kept[connection.pid] = connection
@@ -162,9 +169,10 @@ def connections_to_each_worker(port: int, *, group: int, workers: int) -> list[W
                 return list(kept.values())
         else:
             connection.close()
+            time.sleep(0.05)
     for connection in kept.values():
         connection.close()
-    raise AssertionError(f"200 connections reached only workers {sorted(kept)}")
+    raise AssertionError(f"connections for {within:.0f} s reached only workers {sorted(kept)}")
 
 
 class RedisServer:
