@@ -99,11 +99,11 @@ def compose(name: str, locale: str) -> EmailMessage:
     composer = MailComposer(
         origin="https://auth.example.com/", mail_from="Keyturn <no-reply@example.com>"
     )
-    message = composer.compose(
+    raw = composer.compose(
         name, to="ada@example.com", locale=locale, variables=VARIABLES, now=datetime.now(UTC)
     )
     # What the SMTP server receives, parsed back.
-    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed
 
@@ -134,7 +134,7 @@ def test_korean_subject_is_encoded_and_decodes_back() -> None:
         locale="ko",
         variables=VARIABLES,
         now=datetime.now(UTC),
-    ).as_bytes()
+    )
     header = next(line for line in raw.split(b"\r\n") if line.startswith(b"Subject:"))
     assert header.isascii() and b"=?utf-8?" in header  # RFC 2047 encoded-word
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
@@ -145,16 +145,32 @@ def test_korean_subject_is_encoded_and_decodes_back() -> None:
 
 def test_html_part_escapes_variables() -> None:
     composer = MailComposer(origin="https://a.example", mail_from="Keyturn <no-reply@a.example>")
-    message = composer.compose(
+    raw = composer.compose(
         "email_change_notice",
         to="ada@example.com",
         locale="en",
         variables={"new_email": "<script>x</script>@example.com"},
         now=datetime.now(UTC),
     )
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
     html = message.get_body(("html",))
     assert html is not None
     assert "<script>" not in html.get_content() and "&lt;script&gt;" in html.get_content()
+
+
+def test_a_display_name_and_an_address_outside_ascii_are_encoded() -> None:
+    """A sender's name in Korean, and an internationalized address, become encoded-words:
+    composing never fails on what a user could register."""
+    composer = MailComposer(origin="https://a.example", mail_from="키턴 <no-reply@a.example>")
+    raw = composer.compose(
+        "password_changed", to="사용자@a.example", locale="ko", variables={}, now=datetime.now(UTC)
+    )
+    headers = raw.split(b"\r\n\r\n", 1)[0]
+    assert headers.isascii()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["From"] == "키턴 <no-reply@a.example>"
+    assert composer.envelope_from == "no-reply@a.example"
 
 
 def test_unknown_message_or_missing_variable_is_refused() -> None:

@@ -29,11 +29,12 @@ def put(database: Database, clock: FrozenClock, n: int = 1) -> list[int]:
     message = EmailMessage()
     message["Subject"] = "x"
     message.set_content("body")
+    raw = message.as_bytes()
     with database.transaction() as connection:
         return [
             outbox.enqueue_mail(
                 connection,
-                message,
+                raw,
                 name="verify_email",
                 recipient=f"u{i}@example.com",
                 now=clock.now(),

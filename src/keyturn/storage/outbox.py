@@ -15,7 +15,6 @@ import random
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Final
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
@@ -46,7 +45,7 @@ class ClaimedMail:
 
 def enqueue_mail(
     connection: Connection,
-    message: EmailMessage,
+    message: bytes,
     *,
     name: str,
     recipient: str,
@@ -60,7 +59,7 @@ def enqueue_mail(
             name=name,
             recipient=recipient,
             user_id=user_id,
-            message=message.as_bytes(),
+            message=message,
             status=PENDING,
             attempts=0,
             created_at=now,
