@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql
 from keyturn.config import OWASP_ARGON2_MEMORY_KIB, OWASP_ARGON2_TIME_COST
 from keyturn.core.passwords import Argon2Parameters, PasswordHashing
 from keyturn.core.sessions import new_session_id
-from keyturn.storage import sessions as session_store
+from keyturn.storage import refresh_tokens as refresh_token_store
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
 from keyturn.storage.models import sessions, users
@@ -165,7 +165,7 @@ def explain(url: str) -> bool:
             {"email_key": scale_email(123_456)},
         ),
         "refresh lookup (refresh_tokens by token_hash, join sessions and users)": (
-            session_store._FIND_REFRESH_TOKEN_WITH_USER.statement,
+            refresh_token_store._FIND_REFRESH_TOKEN_WITH_USER.statement,
             {"token_hash": token_hash},
         ),
         "me on a user-cache miss (users by id)": (

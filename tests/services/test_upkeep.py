@@ -9,6 +9,7 @@ from sqlalchemy import event, func, select
 from keyturn.clock import FrozenClock
 from keyturn.services import upkeep
 from keyturn.services.container import build_services
+from keyturn.storage import refresh_tokens as refresh_token_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
 from keyturn.storage.migrations import upgrade_database
@@ -93,7 +94,7 @@ def test_purge_finds_sessions_through_indexes(tmp_path) -> None:
             session_store.purge_sessions(
                 connection, over_before=datetime(2030, 1, 1, tzinfo=UTC), limit=10
             )
-            session_store.purge_expired_refresh_tokens(
+            refresh_token_store.purge_expired_refresh_tokens(
                 connection, now=datetime(2030, 1, 1, tzinfo=UTC), limit=10
             )
             raw = connection.connection.driver_connection

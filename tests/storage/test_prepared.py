@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from keyturn.storage import sessions as session_store
+from keyturn.storage import refresh_tokens as refresh_token_store
 from keyturn.storage.db import Database
 from tests.support.rows import NOW, open_session
 
@@ -24,7 +24,7 @@ def test_a_lookup_reads_every_column_as_sqlalchemy_does(database: Database) -> N
     """The refresh lookup, run on the driver, gives the mapping SQLAlchemy's own execution
     gives: aware UTC datetimes, booleans, None for what is unset."""
     open_session(database, "a" * 64)
-    statement = session_store._FIND_REFRESH_TOKEN_WITH_USER
+    statement = refresh_token_store._FIND_REFRESH_TOKEN_WITH_USER
 
     with database.snapshot() as connection:
         direct = statement.first(connection, {"token_hash": "a" * 64})
@@ -42,23 +42,25 @@ def test_a_lookup_reads_every_column_as_sqlalchemy_does(database: Database) -> N
 
 def test_a_lookup_of_nothing_is_none(database: Database) -> None:
     with database.snapshot() as connection:
-        assert session_store.find_refresh_token_with_user(connection, "b" * 64) is None
+        assert refresh_token_store.find_refresh_token_with_user(connection, "b" * 64) is None
 
 
 def test_a_write_counts_the_rows_it_touched(database: Database) -> None:
     """Claiming a rotation touches the row once; the second claim finds it taken."""
     open_session(database, "c" * 64)
     with database.transaction() as connection:
-        found = session_store.find_refresh_token_with_user(connection, "c" * 64)
+        found = refresh_token_store.find_refresh_token_with_user(connection, "c" * 64)
         assert found is not None
         token_id = found[0].id
         claims = [
-            session_store.mark_rotated(connection, token_id, now=NOW, sealed_successor=b"sealed")
+            refresh_token_store.mark_rotated(
+                connection, token_id, now=NOW, sealed_successor=b"sealed"
+            )
             for _ in range(2)
         ]
     assert claims == [True, False]
     with database.snapshot() as connection:
-        found = session_store.find_refresh_token_with_user(connection, "c" * 64)
+        found = refresh_token_store.find_refresh_token_with_user(connection, "c" * 64)
     assert found is not None
     assert found[0].rotated_at == NOW
     assert found[0].sealed_successor == b"sealed"
@@ -71,7 +73,7 @@ def test_a_driver_error_arrives_as_sqlalchemy_wraps_it(database: Database) -> No
 
     with pytest.raises(IntegrityError), database.transaction() as connection:
         for token_hash in ("e" * 64, "d" * 64):  # a new one, then the one already stored
-            session_store.insert_refresh_token(
+            refresh_token_store.insert_refresh_token(
                 connection,
                 session_id=session.id,
                 token_hash=token_hash,
@@ -80,4 +82,4 @@ def test_a_driver_error_arrives_as_sqlalchemy_wraps_it(database: Database) -> No
             )
 
     with database.snapshot() as connection:
-        assert session_store.find_refresh_token_with_user(connection, "e" * 64) is None
+        assert refresh_token_store.find_refresh_token_with_user(connection, "e" * 64) is None

@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from keyturn.storage import refresh_tokens as refresh_token_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
 from keyturn.storage.models import refresh_tokens
@@ -31,14 +32,14 @@ def database(database_url: str) -> Iterator[Database]:
 
 def token_id_of(database: Database, token_hash: str) -> int:
     with database.snapshot() as connection:
-        found = session_store.find_refresh_token_with_user(connection, token_hash)
+        found = refresh_token_store.find_refresh_token_with_user(connection, token_hash)
     assert found is not None
     return found[0].id
 
 
 def rotate(database: Database, token_id: int, session_id: str, successor_hash: str) -> bool:
     with database.transaction() as connection:
-        return session_store.rotate_refresh_token(
+        return refresh_token_store.rotate_refresh_token(
             connection,
             token_id,
             session_id=session_id,
@@ -63,8 +64,8 @@ def test_a_claimed_rotation_writes_the_successor_and_touches_the_session(
     assert rotate(database, token_id, session.id, "b" * 64) is True
 
     with database.snapshot() as connection:
-        old = session_store.find_refresh_token_with_user(connection, "a" * 64)
-        new = session_store.find_refresh_token_with_user(connection, "b" * 64)
+        old = refresh_token_store.find_refresh_token_with_user(connection, "a" * 64)
+        new = refresh_token_store.find_refresh_token_with_user(connection, "b" * 64)
         touched = session_store.find_session(connection, session.id)
     assert old is not None and new is not None and touched is not None
     assert old[0].rotated_at == LATER
@@ -85,8 +86,8 @@ def test_a_second_claim_of_the_same_token_writes_nothing(database: Database) -> 
 
     assert token_count(database) == 2
     with database.snapshot() as connection:
-        assert session_store.find_refresh_token_with_user(connection, "e" * 64) is None
-        old = session_store.find_refresh_token_with_user(connection, "c" * 64)
+        assert refresh_token_store.find_refresh_token_with_user(connection, "e" * 64) is None
+        old = refresh_token_store.find_refresh_token_with_user(connection, "c" * 64)
     assert old is not None
     assert old[0].sealed_successor == b"sealed:" + b"d" * 64  # the winner's, kept
 
@@ -102,7 +103,7 @@ def test_concurrent_claims_have_one_winner(database: Database) -> None:
 
     def first() -> None:
         with database.transaction() as connection:
-            results["first"] = session_store.rotate_refresh_token(
+            results["first"] = refresh_token_store.rotate_refresh_token(
                 connection,
                 token_id,
                 session_id=session.id,
@@ -131,4 +132,4 @@ def test_concurrent_claims_have_one_winner(database: Database) -> None:
     assert results == {"first": True, "second": False}
     assert token_count(database) == 2
     with database.snapshot() as connection:
-        assert session_store.find_refresh_token_with_user(connection, "2" * 64) is None
+        assert refresh_token_store.find_refresh_token_with_user(connection, "2" * 64) is None

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from keyturn.storage import prepared
-from keyturn.storage import sessions as session_store
+from keyturn.storage import refresh_tokens as refresh_token_store
 from keyturn.storage.db import Database
 from keyturn.storage.models import UTCDateTime, refresh_tokens, sessions
 
@@ -84,7 +84,7 @@ def test_a_plan_reads_the_selected_columns_by_key(connection: Connection) -> Non
     """`selected_columns` of a select gives each column's key, in the order the driver
     returns them; a write statement has none."""
     plan = prepared._Plan.of(
-        session_store._FIND_REFRESH_TOKEN_WITH_USER.statement, connection.dialect
+        refresh_token_store._FIND_REFRESH_TOKEN_WITH_USER.statement, connection.dialect
     )
     keys = [key for key, _process in plan.columns]
     assert "token_expires_at" in keys and "remember_me" in keys

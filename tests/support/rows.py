@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from keyturn.core.sessions import Session, new_session_id
+from keyturn.storage import refresh_tokens as refresh_token_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
@@ -39,7 +40,7 @@ def open_session(database: Database, token_hash: str) -> Session:
             now=NOW,
         )
         session_store.insert_session(connection, session)
-        session_store.insert_refresh_token(
+        refresh_token_store.insert_refresh_token(
             connection,
             session_id=session.id,
             token_hash=token_hash,

@@ -29,6 +29,7 @@ from keyturn.core.sessions import (
 from keyturn.core.tokens import CLOCK_SKEW_SECONDS
 from keyturn.errors import ServiceUnavailableError
 from keyturn.revocation.list import RevocationList
+from keyturn.storage import refresh_tokens as refresh_token_store
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
@@ -129,7 +130,7 @@ class RevocationBatch:
         ended: list[Revocation] = []
         for session_id in session_ids:
             if session_store.end_session(self.connection, session_id, reason=reason, now=now):
-                session_store.forget_successor(self.connection, session_id)
+                refresh_token_store.forget_successor(self.connection, session_id)
                 ended.append(self._record(KIND_SESSION, session_id))
         return ended
 

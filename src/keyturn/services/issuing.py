@@ -18,6 +18,7 @@ from keyturn.core.tokens import AccessClaims, mint_access_token
 from keyturn.revocation.service import RevocationBatch, RevocationService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.keyring import KeyringService
+from keyturn.storage import refresh_tokens as refresh_token_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage import users as user_store
 
@@ -109,7 +110,7 @@ class IssuingService:
             if upgraded_hash is not None:
                 user_store.set_password_hash(connection, user.id, upgraded_hash, now=now)
             session_store.insert_session(connection, session)
-            session_store.insert_refresh_token(
+            refresh_token_store.insert_refresh_token(
                 connection,
                 session_id=session.id,
                 token_hash=hash_refresh_token(refresh_token),

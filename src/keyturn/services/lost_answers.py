@@ -33,7 +33,7 @@ from keyturn.core.context import NO_CONTEXT
 from keyturn.core.refresh import StoredRefreshToken, hash_refresh_token, open_successor
 from keyturn.services.audit import AuditTrail
 from keyturn.storage import audit as audit_store
-from keyturn.storage import sessions as session_store
+from keyturn.storage import refresh_tokens as refresh_token_store
 from keyturn.storage.db import Database
 
 INSTANCE_STARTED = "instance_started"
@@ -76,6 +76,8 @@ class LostAnswers:
         successor = open_successor(parent_token, stored.sealed_successor)
         if successor is None:
             return None
-        if not session_store.is_unused_refresh_token(connection, hash_refresh_token(successor)):
+        if not refresh_token_store.is_unused_refresh_token(
+            connection, hash_refresh_token(successor)
+        ):
             return None
         return successor

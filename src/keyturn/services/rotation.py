@@ -34,7 +34,7 @@ from keyturn.revocation.service import RevocationBatch, RevocationService
 from keyturn.services.audit import AuditTrail
 from keyturn.services.issuing import IssuedTokens, IssuingService, session_lifetimes
 from keyturn.services.lost_answers import LostAnswers
-from keyturn.storage import sessions as session_store
+from keyturn.storage import refresh_tokens as refresh_token_store
 from keyturn.storage.group_commit import GroupCommit
 
 
@@ -127,7 +127,7 @@ class RotationService:
         wrote before it (ending a session on reuse) is committed, not rolled back."""
         connection = batch.connection
         now = prepared.now
-        found = session_store.find_refresh_token_with_user(connection, prepared.token_hash)
+        found = refresh_token_store.find_refresh_token_with_user(connection, prepared.token_hash)
         if found is None:
             return errors.InvalidRefreshTokenError()
         stored, session, user = found
@@ -149,7 +149,7 @@ class RotationService:
                 idle=self._lifetimes(session.remember_me).idle,
                 absolute_expires_at=session.absolute_expires_at,
             )
-            if not session_store.rotate_refresh_token(
+            if not refresh_token_store.rotate_refresh_token(
                 connection,
                 stored.id,
                 session_id=session.id,
@@ -158,7 +158,7 @@ class RotationService:
                 successor_token_hash=prepared.next_token_hash,
                 idle_expires_at=idle_expires_at,
             ):  # a concurrent request rotated it first; judge what it left behind
-                stored = session_store.refetch_refresh_token(connection, stored.id)
+                stored = refresh_token_store.refetch_refresh_token(connection, stored.id)
                 verdict = judge_refresh(stored, now=now, grace=self._grace)
                 successor = None
         if verdict is RefreshVerdict.WITHIN_GRACE and stored.sealed_successor is not None:

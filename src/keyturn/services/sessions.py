@@ -15,6 +15,7 @@ from keyturn.services.access import AccessService
 from keyturn.services.accounts import check_password
 from keyturn.services.audit import AuditTrail
 from keyturn.services.login import LoginThrottle
+from keyturn.storage import refresh_tokens as refresh_token_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage import users as user_store
 from keyturn.storage.db import Database
@@ -49,7 +50,9 @@ class SessionService:
         if not is_refresh_token_shaped(refresh_token):
             return None
         with self._database.snapshot() as connection:
-            found = session_store.find_refresh_token(connection, hash_refresh_token(refresh_token))
+            found = refresh_token_store.find_refresh_token(
+                connection, hash_refresh_token(refresh_token)
+            )
         return found[1] if found else None
 
     def logout(

@@ -27,6 +27,7 @@ from keyturn.storage import email_tokens as email_token_store
 from keyturn.storage import mfa_challenges as challenge_store
 from keyturn.storage import passkeys as passkey_store
 from keyturn.storage import rate_limits as rate_limit_store
+from keyturn.storage import refresh_tokens as refresh_token_store
 from keyturn.storage import revocations as revocation_store
 from keyturn.storage import sessions as session_store
 from keyturn.storage.db import Database
@@ -235,7 +236,7 @@ class Upkeep:
             seconds=self._settings.access_ttl_seconds + self._settings.refresh_reuse_grace_seconds
         )
         self._purge_in_batches(
-            lambda connection: session_store.purge_expired_refresh_tokens(
+            lambda connection: refresh_token_store.purge_expired_refresh_tokens(
                 connection, now=now, limit=PURGE_BATCH
             )
         )
