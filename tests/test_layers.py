@@ -151,3 +151,13 @@ def test_no_test_module_imports_another() -> None:
             if target.startswith("tests") and not target.startswith("tests.support"):
                 offenders.append(f"{name} -> {target} (line {line})")
     assert not offenders, "test modules importing test modules:\n" + "\n".join(offenders)
+
+
+def test_no_module_is_over_400_lines() -> None:
+    """One concept per module, a few hundred lines each: a module past 400 lines holds two."""
+    long = {
+        str(path.relative_to(SOURCE)): lines
+        for path in SOURCE.rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > 400
+    }
+    assert long == {}

@@ -38,18 +38,6 @@ class ValidationFailedError(KeyturnError):
     default_message = "The request has invalid fields."
 
 
-class PayloadTooLargeError(KeyturnError):
-    code = wire.PAYLOAD_TOO_LARGE
-    status = 413
-    default_message = "The request body is too large."
-
-
-class NotFoundError(KeyturnError):
-    code = wire.NOT_FOUND
-    status = 404
-    default_message = "There is nothing here."
-
-
 class ServiceUnavailableError(KeyturnError):
     code = wire.SERVICE_UNAVAILABLE
     status = 503
@@ -238,58 +226,6 @@ class LastSignInMethodError(KeyturnError):
     default_message = (
         "This is your only way to sign in: set a password (or link another provider) first."
     )
-
-
-class FederationError(KeyturnError):
-    """A provider sign-in that cannot complete; the callback sends the browser to
-    /login?error=CODE (never a JSON body: the user is navigating)."""
-
-    status = 400
-
-
-class AccessDeniedError(FederationError):
-    code = wire.ACCESS_DENIED
-    default_message = "The sign-in was cancelled at the provider."
-
-
-class ProviderError(FederationError):
-    code = wire.PROVIDER_ERROR
-    default_message = "The provider refused the sign-in."
-
-
-class ProviderUnavailableError(FederationError):
-    code = wire.PROVIDER_UNAVAILABLE
-    status = 503
-    default_message = "The provider cannot be reached."
-
-
-class InvalidStateError(FederationError):
-    code = wire.INVALID_STATE
-    default_message = "The sign-in was not started in this browser, or was already used."
-
-
-class InvalidIdTokenError(FederationError):
-    code = wire.INVALID_ID_TOKEN
-    default_message = "The provider's answer did not pass Keyturn's checks."
-
-
-class EmailRequiredError(FederationError):
-    code = wire.EMAIL_REQUIRED
-    default_message = "The provider did not share an email address."
-
-
-class AccountExistsError(FederationError):
-    code = wire.ACCOUNT_EXISTS
-    status = 409
-    default_message = (
-        "An account with this email exists: sign in to it and link the provider there."
-    )
-
-
-class IdentityInUseError(FederationError):
-    code = wire.IDENTITY_IN_USE
-    status = 409
-    default_message = "This provider account is already linked to another Keyturn account."
 
 
 class SessionNotFoundError(KeyturnError):

@@ -1,5 +1,6 @@
 """Sign in with a provider, the pure parts: where a sign-in may return to, the signed state a
-browser carries to the provider and back, and who a provider identity signs in as."""
+browser carries to the provider and back, who a provider identity signs in as, and the
+refusals that end a sign-in (shown on the login page, never as a JSON body)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import hmac
 import json
 from dataclasses import asdict, dataclass
 
-from keyturn import errors
+from keyturn import errors, wire
+from keyturn.errors import KeyturnError
 
 DEFAULT_RETURN_TO = "/dashboard"
 MAX_RETURN_TO_CHARS = 512
@@ -132,3 +134,58 @@ def resolve_identity(
     if provider_email_verified and email_user_verified:
         return Resolution.LINK_EXISTING
     return Resolution.ACCOUNT_EXISTS
+
+
+# Why a provider sign-in failed --------------------------------------------------------------
+
+
+class FederationError(KeyturnError):
+    """A provider sign-in that cannot complete; the callback sends the browser to
+    /login?error=CODE (never a JSON body: the user is navigating)."""
+
+    status = 400
+
+
+class AccessDeniedError(FederationError):
+    code = wire.ACCESS_DENIED
+    default_message = "The sign-in was cancelled at the provider."
+
+
+class ProviderError(FederationError):
+    code = wire.PROVIDER_ERROR
+    default_message = "The provider refused the sign-in."
+
+
+class ProviderUnavailableError(FederationError):
+    code = wire.PROVIDER_UNAVAILABLE
+    status = 503
+    default_message = "The provider cannot be reached."
+
+
+class InvalidStateError(FederationError):
+    code = wire.INVALID_STATE
+    default_message = "The sign-in was not started in this browser, or was already used."
+
+
+class InvalidIdTokenError(FederationError):
+    code = wire.INVALID_ID_TOKEN
+    default_message = "The provider's answer did not pass Keyturn's checks."
+
+
+class EmailRequiredError(FederationError):
+    code = wire.EMAIL_REQUIRED
+    default_message = "The provider did not share an email address."
+
+
+class AccountExistsError(FederationError):
+    code = wire.ACCOUNT_EXISTS
+    status = 409
+    default_message = (
+        "An account with this email exists: sign in to it and link the provider there."
+    )
+
+
+class IdentityInUseError(FederationError):
+    code = wire.IDENTITY_IN_USE
+    status = 409
+    default_message = "This provider account is already linked to another Keyturn account."

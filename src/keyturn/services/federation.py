@@ -19,11 +19,16 @@ from anyio import to_thread
 
 from keyturn import errors, wire
 from keyturn.clock import Clock
-from keyturn.config import IdentityProvider, Settings
+from keyturn.config import Settings
+from keyturn.config.providers import IdentityProvider
 from keyturn.core.context import RequestContext
 from keyturn.core.federation import (
     DEFAULT_RETURN_TO,
+    AccessDeniedError,
+    FederationError,
     FlowState,
+    InvalidStateError,
+    ProviderError,
     checked_return_to,
     read_flow_state,
     sign_flow_state,
@@ -149,7 +154,7 @@ class FederationService:
                 nonce=flow.nonce,
                 code_verifier=flow.code_verifier,
             )
-        except errors.FederationError as error:
+        except FederationError as error:
             self._count(provider.id, error.code, linking=link_user_id is not None)
             logger.warning("provider %s: %s", provider.id, error.message, exc_info=error)
             return Started(_refused_location(error.code, linking=link_user_id is not None), None)
@@ -175,16 +180,16 @@ class FederationService:
             provider = self._provider(provider_id)
             error = params.get("error")
             if error == "access_denied":
-                raise errors.AccessDeniedError()
+                raise AccessDeniedError()
             if error is not None:
-                raise errors.ProviderError(f"The provider answered {error[:64]!r}.")
+                raise ProviderError(f"The provider answered {error[:64]!r}.")
             # RFC 9207: a provider that names itself in the answer must name itself.
             issuer = params.get("iss")
             if issuer is not None and provider.issuer is not None and issuer != provider.issuer:
-                raise errors.InvalidStateError("The answer comes from another issuer.")
+                raise InvalidStateError("The answer comes from another issuer.")
             code = params.get("code")
             if not code or len(code) > 2048:
-                raise errors.ProviderError("The provider sent no code.")
+                raise ProviderError("The provider sent no code.")
             identity = await self._clients[provider.id].identity_of(
                 code=code,
                 redirect_uri=self.callback_url(provider.id),
@@ -215,15 +220,15 @@ class FederationService:
         this browser's cookie (login CSRF: an attacker's callback URL does not carry it), for
         this provider, and never used before (a replayed callback)."""
         if flow is None or state is None or flow.provider != provider_id:
-            raise errors.InvalidStateError()
+            raise InvalidStateError()
         if not secrets.compare_digest(flow.state.encode(), state.encode("utf-8", "replace")):
-            raise errors.InvalidStateError()
+            raise InvalidStateError()
         # Single use across every instance: the shared limiter lets the first one through.
         used = self._limiter.reserve(
             _USED_STATE_PREFIX + state_digest(flow.state), limit=1, window=FLOW_LIFETIME
         )
         if used is not None:
-            raise errors.InvalidStateError("This sign-in was completed already.")
+            raise InvalidStateError("This sign-in was completed already.")
         return flow
 
     def _settle(

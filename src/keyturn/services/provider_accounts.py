@@ -10,9 +10,16 @@ from sqlalchemy.engine import Connection
 
 from keyturn import errors, wire
 from keyturn.clock import Clock
-from keyturn.config import IdentityProvider
+from keyturn.config.providers import IdentityProvider
 from keyturn.core.context import RequestContext
-from keyturn.core.federation import Resolution, resolve_identity
+from keyturn.core.federation import (
+    AccountExistsError,
+    EmailRequiredError,
+    IdentityInUseError,
+    InvalidStateError,
+    Resolution,
+    resolve_identity,
+)
 from keyturn.core.sessions import UserRecord
 from keyturn.observability import metrics
 from keyturn.services.accounts import normalize_email
@@ -84,9 +91,9 @@ class ProviderAccounts:
     ) -> UserRecord:
         now = self._clock.now()
         if resolution is Resolution.ACCOUNT_EXISTS:
-            raise errors.AccountExistsError()
+            raise AccountExistsError()
         if resolution is Resolution.IN_USE:
-            raise errors.IdentityInUseError()
+            raise IdentityInUseError()
         if resolution in (Resolution.SIGN_IN, Resolution.ALREADY_LINKED):
             assert known is not None  # noqa: S101 - these resolutions name a known identity
             user = self._usable_user(connection, known.user_id)
@@ -100,7 +107,7 @@ class ProviderAccounts:
             user = self._usable_user(connection, email_user.id)
         else:  # CREATE
             if email is None:
-                raise errors.EmailRequiredError()
+                raise EmailRequiredError()
             user = self._create_user(connection, email, identity, provider, context)
         try:
             identity_store.insert_identity(
@@ -116,7 +123,7 @@ class ProviderAccounts:
                 ),
             )
         except IdentityTakenError as error:  # a concurrent callback linked it first
-            raise errors.IdentityInUseError() from error
+            raise IdentityInUseError() from error
         self._audit.record(
             connection,
             "identity_linked",
@@ -130,7 +137,7 @@ class ProviderAccounts:
     def _usable_user(self, connection: Connection, user_id: str) -> UserRecord:
         user = user_store.find_user_by_id(connection, user_id)
         if user is None:
-            raise errors.InvalidStateError("The account no longer exists.")
+            raise InvalidStateError("The account no longer exists.")
         if user.is_disabled:
             raise errors.AccountDisabledError()
         return user
@@ -156,7 +163,7 @@ class ProviderAccounts:
                 email_verified_at=now if identity.email_verified else None,
             )
         except user_store.DuplicateUserError as error:  # registered in the meantime
-            raise errors.AccountExistsError() from error
+            raise AccountExistsError() from error
         self._audit.record(
             connection,
             "user_registered",

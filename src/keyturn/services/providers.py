@@ -18,9 +18,10 @@ import jwt
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from keyturn import errors
 from keyturn.clock import Clock
-from keyturn.config import GOOGLE_ISSUER, IdentityProvider, Settings
+from keyturn.config import Settings
+from keyturn.config.providers import GOOGLE_ISSUER, IdentityProvider
+from keyturn.core.federation import InvalidIdTokenError, ProviderError, ProviderUnavailableError
 
 # Signatures an ID token may carry: asymmetric only. `none` and HS256 (keyed with the client
 # secret, which the provider's other clients do not know but we must not trust either) never.
@@ -87,13 +88,13 @@ class _Http:
         try:
             response = await self.oauth.request("GET", url, headers=headers, withhold_token=True)
         except httpx2.HTTPError as error:
-            raise errors.ProviderUnavailableError() from error
+            raise ProviderUnavailableError() from error
         if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
-            raise errors.ProviderUnavailableError(f"{url} answered {response.status_code}.")
+            raise ProviderUnavailableError(f"{url} answered {response.status_code}.")
         try:
             return response.json()
         except ValueError as error:
-            raise errors.ProviderUnavailableError(f"{url} sent no JSON.") from error
+            raise ProviderUnavailableError(f"{url} sent no JSON.") from error
 
     async def exchange_code(
         self, token_url: str, *, code: str, redirect_uri: str, code_verifier: str
@@ -108,11 +109,11 @@ class _Http:
                 code_verifier=code_verifier,
             )
         except OAuthError as error:  # invalid_grant: a used, swapped or expired code
-            raise errors.ProviderError(f"The token endpoint refused: {error.error}.") from error
+            raise ProviderError(f"The token endpoint refused: {error.error}.") from error
         except httpx2.HTTPError as error:
-            raise errors.ProviderUnavailableError() from error
+            raise ProviderUnavailableError() from error
         except ValueError as error:
-            raise errors.ProviderError("The token endpoint sent no JSON object.") from error
+            raise ProviderError("The token endpoint sent no JSON object.") from error
         return token
 
     def authorization_url(
@@ -154,10 +155,10 @@ class OidcClient:
         document = await self._http.get_json(f"{self._issuer}/.well-known/openid-configuration")
         # OpenID Connect Discovery §4.3: the document must name the issuer we asked.
         if not isinstance(document, dict) or document.get("issuer") != self._issuer:
-            raise errors.ProviderUnavailableError("The discovery document names another issuer.")
+            raise ProviderUnavailableError("The discovery document names another issuer.")
         for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
             if not isinstance(document.get(name), str):
-                raise errors.ProviderUnavailableError(f"The discovery document has no {name}.")
+                raise ProviderUnavailableError(f"The discovery document has no {name}.")
         self._metadata = (document, now)
         return document
 
@@ -175,9 +176,7 @@ class OidcClient:
         try:
             key_set = jwt.PyJWKSet.from_dict(keys if isinstance(keys, dict) else {})
         except jwt.PyJWTError as error:
-            raise errors.ProviderUnavailableError(
-                "The provider publishes no usable key."
-            ) from error
+            raise ProviderUnavailableError("The provider publishes no usable key.") from error
         self._keys = (key_set, now)
         return key_set
 
@@ -189,7 +188,7 @@ class OidcClient:
             for key in key_set.keys:
                 if key.key_id == kid:
                     return key
-        raise errors.InvalidIdTokenError("The ID token's key is not the provider's.")
+        raise InvalidIdTokenError("The ID token's key is not the provider's.")
 
     async def authorization_url(
         self, *, redirect_uri: str, state: str, nonce: str, code_verifier: str
@@ -215,7 +214,7 @@ class OidcClient:
         )
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
-            raise errors.InvalidIdTokenError("The token endpoint sent no ID token.")
+            raise InvalidIdTokenError("The token endpoint sent no ID token.")
         claims = await self.verify_id_token(id_token, nonce=nonce, document=document)
         email = claims.get("email")
         return ProviderIdentity(
@@ -233,11 +232,11 @@ class OidcClient:
         try:
             header = jwt.get_unverified_header(id_token)
         except jwt.PyJWTError as error:
-            raise errors.InvalidIdTokenError() from error
+            raise InvalidIdTokenError() from error
         algorithm = header.get("alg")
         offered = document.get("id_token_signing_alg_values_supported") or ["RS256"]
         if algorithm not in ID_TOKEN_ALGORITHMS or algorithm not in offered:
-            raise errors.InvalidIdTokenError("The ID token's algorithm is not accepted.")
+            raise InvalidIdTokenError("The ID token's algorithm is not accepted.")
         key = await self._signing_key(header.get("kid"))
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -255,21 +254,21 @@ class OidcClient:
                 },
             )
         except jwt.PyJWTError as error:
-            raise errors.InvalidIdTokenError() from error
+            raise InvalidIdTokenError() from error
         now = self._clock.timestamp()
         if not _is_number(claims["exp"]) or claims["exp"] + CLOCK_SKEW_SECONDS <= now:
-            raise errors.InvalidIdTokenError("The ID token has expired.")
+            raise InvalidIdTokenError("The ID token has expired.")
         if not _is_number(claims["iat"]) or claims["iat"] - CLOCK_SKEW_SECONDS > now:
-            raise errors.InvalidIdTokenError("The ID token was issued in the future.")
+            raise InvalidIdTokenError("The ID token was issued in the future.")
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         azp = claims.get("azp")
         if (len(audiences) > 1 or azp is not None) and azp != self._client_id:
-            raise errors.InvalidIdTokenError("The ID token was issued to another client.")
+            raise InvalidIdTokenError("The ID token was issued to another client.")
         sent = claims.get("nonce")
         if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
-            raise errors.InvalidIdTokenError("The ID token belongs to another sign-in.")
+            raise InvalidIdTokenError("The ID token belongs to another sign-in.")
         if not isinstance(claims["sub"], str) or not claims["sub"] or len(claims["sub"]) > 255:
-            raise errors.InvalidIdTokenError("The ID token names no subject.")
+            raise InvalidIdTokenError("The ID token names no subject.")
         return claims
 
     async def close(self) -> None:
@@ -302,7 +301,7 @@ class GitHubClient:
         )
         access_token = token.get("access_token")
         if not isinstance(access_token, str) or not access_token:
-            raise errors.ProviderError("GitHub sent no access token.")
+            raise ProviderError("GitHub sent no access token.")
         headers = {
             "Authorization": f"Bearer {access_token}",
             "Accept": "application/vnd.github+json",
@@ -310,7 +309,7 @@ class GitHubClient:
         user = await self._http.get_json(f"{self._api_url}/user", headers=headers)
         user_id = user.get("id") if isinstance(user, dict) else None
         if not isinstance(user_id, int) or isinstance(user_id, bool) or user_id <= 0:
-            raise errors.ProviderError("GitHub did not say who signed in.")
+            raise ProviderError("GitHub did not say who signed in.")
         emails = await self._http.get_json(f"{self._api_url}/user/emails", headers=headers)
         primary = next(
             (
