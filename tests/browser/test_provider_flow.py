@@ -1,17 +1,20 @@
 """Sign in with a provider in Chromium: Keyturn's login page, the provider's own login and
 consent pages (oidc-provider under Node), and back on the dashboard signed in; then link a
 second provider, unlink one, be refused unlinking the last; and a refused sign-in shown on the
-login page. Screenshots at desktop and phone width, in English and Korean."""
+login page; and an account with an authenticator app asked for its code after the provider.
+Screenshots at desktop and phone width, in English and Korean."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import pyotp
 import pytest
 
 from tests.support.api import DEFAULT_PASSWORD
@@ -149,4 +152,51 @@ def test_a_refused_sign_in_is_explained_on_the_login_page(
     page.set_viewport_size(DESKTOP)
     shoot(page, f"providers-refused-desktop-{language}")
     assert "access_token" not in {cookie["name"] for cookie in context.cookies()}
+    context.close()
+
+
+@pytest.mark.parametrize("language", ["en", "ko"])
+def test_a_second_factor_is_asked_after_the_provider(
+    browser: Browser, server: KeyturnServer, language: str
+) -> None:
+    """The provider vouches for the user, but the account has an authenticator app: the
+    browser lands on the login page's second step (the mfa_token travels in the fragment,
+    which the page wipes at once), and only the code opens the dashboard."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=DESKTOP, locale=LOCALES[language])
+    context.set_default_timeout(15000)
+    page = context.new_page()
+    login = f"mfa-{language}"
+
+    page.goto(f"{server.url}/login")
+    page.get_by_role("link", name=CONTINUE_WITH[language].format(name="Local")).click()
+    at_provider(page, login)
+    page.wait_for_url(re.compile(r"/dashboard$"))
+
+    # An authenticator app, set up on the dashboard as a user would.
+    page.locator("#totp-start").click()
+    page.locator("#totp-qr svg").wait_for()
+    secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+    page.locator("#totp-code").fill(pyotp.TOTP(secret).now())
+    page.locator("#totp-confirm").click()
+    page.locator("#recovery-codes li").first.wait_for()
+    page.locator("#codes-done").click()
+    page.locator("#logout").click()
+    page.wait_for_url(re.compile(r"/login"))
+
+    # The provider knows this browser and its consent: straight back to Keyturn's second step.
+    page.get_by_role("link", name=CONTINUE_WITH[language].format(name="Local")).click()
+    code_input = page.locator("#mfa-code")
+    code_input.wait_for()
+    assert "mfa_token" not in page.url and page.url.endswith("/login")
+    assert "access_token" not in {cookie["name"] for cookie in context.cookies()}
+    shoot(page, f"providers-second-step-desktop-{language}")
+    page.set_viewport_size(PHONE)
+    shoot(page, f"providers-second-step-phone-{language}")
+    # The next time step's code: the one that confirmed the app is spent.
+    code_input.fill(pyotp.TOTP(secret).at(time.time() + 30))
+    code_input.press("Enter")
+    page.wait_for_url(re.compile(r"/dashboard$"))
+    expect(page.locator("#user-email")).to_have_text(f"{login}@example.com")
     context.close()
