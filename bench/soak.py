@@ -5,9 +5,11 @@ for minutes, watching what grows.
     .venv/bin/python -m bench.soak --minutes 2 --users 8
     .venv/bin/python -m bench.soak --postgres          # a fresh PostgreSQL database
 
-Prints, per minute, the requests, 5xx answers and p50/p99 latency; at the end the 5xx count,
-the server's RSS at start and end (and growth), and the sizes of the tables that grow with
-use (sessions, refresh tokens, the revocation feed, the audit trail, rate-limit counters).
+Prints, per minute, the requests, 5xx answers, p50/p99 latency and the server's memory
+(anonymous: its heaps; file-backed: its libraries and SQLite's memory-mapped database); at
+the end the 5xx count, the server's RSS at start and end (and growth, also of each kind),
+the database file's size, and the sizes of the tables that grow with use (sessions, refresh
+tokens, the revocation feed, the audit trail, rate-limit counters).
 Not for CI: it takes minutes and its numbers mean something only on a quiet machine.
 """
 
@@ -21,9 +23,11 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from bench import accounts
 from bench.pyload import percentile
@@ -42,6 +46,22 @@ class Minute:
     latencies: list[float] = field(default_factory=list)
     server_errors: int = 0
     by_status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    memory: Memory | None = None  # at the minute's end
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The server's resident memory in MB: `anonymous` is its heaps (what a leak grows),
+    `file` the pages of files it maps, mostly SQLite's memory-mapped database, which grow
+    with the database and which the kernel may drop at any time."""
+
+    anonymous: float
+    file: float
+
+    @classmethod
+    def of(cls, server: Server) -> Memory | None:
+        anonymous, file = server.rss_mb("RssAnon"), server.rss_mb("RssFile")
+        return None if anonymous is None or file is None else cls(anonymous, file)
 
 
 @dataclass
@@ -103,9 +123,19 @@ class Soak:
                 await self.call(client, "logout", "POST", "/api/auth/logout", headers=headers)
                 tokens = None
 
-    async def run(self, emails: list[str]) -> None:
+    async def run(self, emails: list[str], server: Server) -> None:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as client:
-            await asyncio.gather(*(self.user(client, email) for email in emails))
+            await asyncio.gather(
+                self.sample_memory(server), *(self.user(client, email) for email in emails)
+            )
+
+    async def sample_memory(self, server: Server) -> None:
+        """The server's memory at the end of each minute."""
+        minutes = math.ceil(self.seconds / 60)
+        for index in range(minutes):
+            wake = self.started + min((index + 1) * 60, self.seconds)
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+            self.minutes[index].memory = Memory.of(server)
 
 
 def table_sizes(database_url: str) -> dict[str, int]:
@@ -126,9 +156,10 @@ def growth(start: float | None, end: float | None) -> str:
     return f"{(end - start) / start * 100:+.1f}%"
 
 
-def report(soak: Soak, server: Server, rss: tuple[float | None, float | None],
+def report(soak: Soak, server: Server, memory: tuple[Memory | None, Memory | None],
            tables: tuple[dict[str, int], dict[str, int]]) -> dict[str, object]:  # fmt: skip
-    print(f"{'minute':>6} {'requests':>9} {'5xx':>5} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'minute':>6} {'requests':>9} {'5xx':>5} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'anon MB':>8} {'file MB':>8}")  # fmt: skip
     total_errors = 0
     per_minute = []
     for index in sorted(soak.minutes):
@@ -136,6 +167,8 @@ def report(soak: Soak, server: Server, rss: tuple[float | None, float | None],
         ordered = sorted(minute.latencies)
         p50, p99 = percentile(ordered, 0.50) * 1000, percentile(ordered, 0.99) * 1000
         total_errors += minute.server_errors
+        anonymous = f"{minute.memory.anonymous:.1f}" if minute.memory else "?"
+        file = f"{minute.memory.file:.1f}" if minute.memory else "?"
         per_minute.append(
             {
                 "minute": index + 1,
@@ -143,18 +176,42 @@ def report(soak: Soak, server: Server, rss: tuple[float | None, float | None],
                 "server_errors": minute.server_errors,
                 "p50_ms": round(p50, 2),
                 "p99_ms": round(p99, 2),
+                "anonymous_mb": minute.memory.anonymous if minute.memory else None,
+                "file_mb": minute.memory.file if minute.memory else None,
                 "by_status": dict(minute.by_status),
             }
         )
-        print(f"{index + 1:>6} {len(ordered):>9} {minute.server_errors:>5} {p50:>8.2f} {p99:>8.2f}")
+        print(f"{index + 1:>6} {len(ordered):>9} {minute.server_errors:>5} {p50:>8.2f} "
+              f"{p99:>8.2f} {anonymous:>8} {file:>8}")  # fmt: skip
     print(f"5xx (and no answer) in all: {total_errors}")
-    print(f"server RSS: {rss[0]:.1f} MB at start, {rss[1]:.1f} MB at end ({growth(*rss)})"
-          if rss[0] and rss[1] else "server RSS: unavailable")  # fmt: skip
+    start, end = memory
+    if start and end:
+        print(f"server RSS: {start.anonymous + start.file:.1f} MB at start, "
+              f"{end.anonymous + end.file:.1f} MB at end "
+              f"({growth(start.anonymous + start.file, end.anonymous + end.file)})")  # fmt: skip
+        print(f"  of which anonymous (heaps): {start.anonymous:.1f} -> {end.anonymous:.1f} MB "
+              f"({growth(start.anonymous, end.anonymous)}); file-backed (the mapped "
+              f"database): {start.file:.1f} -> {end.file:.1f} MB")  # fmt: skip
+    else:
+        print("server RSS: unavailable")
+    database_file = sqlite_file_mb(server.database_url)
+    if database_file is not None:
+        print(f"database file at the end: {database_file:.1f} MB")
     print(f"{'table':<16} {'start':>9} {'end':>9}")
     for table in TABLES:
         print(f"{table:<16} {tables[0][table]:>9} {tables[1][table]:>9}")
-    return {"per_minute": per_minute, "server_errors": total_errors, "rss_mb": rss,
+    return {"per_minute": per_minute, "server_errors": total_errors,
+            "memory_mb": [vars(m) if m else None for m in memory],
             "tables": {"start": tables[0], "end": tables[1]}}  # fmt: skip
+
+
+def sqlite_file_mb(database_url: str) -> float | None:
+    """The size of a SQLite database with its write-ahead log; None for another database."""
+    url = make_url(normalize_database_url(database_url))
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    files = [Path(url.database), Path(url.database + "-wal")]
+    return sum(f.stat().st_size for f in files if f.exists()) / 1024 / 1024
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -181,12 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         emails = accounts.register_users(server.base_url, args.users, tag="soak")
         soak = Soak(server.base_url, seconds=args.minutes * 60, pause=args.pause)
         tables_at_start = table_sizes(server.database_url)
-        rss_at_start = server.rss_mb("VmRSS")
+        memory_at_start = Memory.of(server)
         soak.started = time.monotonic()
-        asyncio.run(soak.run(emails))
-        rss_at_end = server.rss_mb("VmRSS")
+        asyncio.run(soak.run(emails, server))
+        memory_at_end = Memory.of(server)
         tables_at_end = table_sizes(server.database_url)
-        results = report(soak, server, (rss_at_start, rss_at_end), (tables_at_start, tables_at_end))
+        results = report(
+            soak, server, (memory_at_start, memory_at_end), (tables_at_start, tables_at_end)
+        )
     if args.json:
         print(json.dumps(results))
     return 0 if results["server_errors"] == 0 else 1
