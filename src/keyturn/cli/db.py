@@ -6,13 +6,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from keyturn.clock import SystemClock
-from keyturn.config import Settings
-from keyturn.services.identity import pin_issuer, set_issuer
-from keyturn.services.sealing import load_sealer
-from keyturn.storage.db import Database
-from keyturn.storage.migrations import current_revision, upgrade_database
-
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("db", help="database schema")
@@ -27,6 +20,14 @@ def register(commands: Any) -> None:
 
 
 def run_upgrade(_args: argparse.Namespace) -> int:
+    # Imported here (and below): `keyturn --help` and usage mistakes need none of the server.
+    from keyturn.clock import SystemClock
+    from keyturn.config import Settings
+    from keyturn.services.identity import pin_issuer
+    from keyturn.services.sealing import load_sealer
+    from keyturn.storage.db import Database
+    from keyturn.storage.migrations import current_revision, upgrade_database
+
     settings = Settings()
     database = Database(settings.database_url)
     try:
@@ -43,6 +44,13 @@ def run_set_issuer(args: argparse.Namespace) -> int:
     url = args.url.strip()
     if not url.startswith(("https://", "http://")) or url != args.url:
         raise ValueError(f"the issuer must be an http:// or https:// URL, not {args.url!r}")
+    from keyturn.clock import SystemClock
+    from keyturn.config import Settings
+    from keyturn.services.identity import set_issuer
+    from keyturn.services.sealing import load_sealer
+    from keyturn.storage.db import Database
+    from keyturn.storage.migrations import upgrade_database
+
     settings = Settings()
     database = Database(settings.database_url)
     try:

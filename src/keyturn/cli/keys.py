@@ -6,13 +6,11 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keyturn.config import Settings
-from keyturn.services.container import Services, build_services
-from keyturn.services.keyring import KeyState
-from keyturn.services.sealing import seal_stored_secrets
-from keyturn.storage.migrations import upgrade_database
+if TYPE_CHECKING:
+    from keyturn.services.container import Services
+    from keyturn.services.keyring import KeyState
 
 MAX_KEY_FILE_BYTES = 64 * 1024
 
@@ -48,6 +46,12 @@ def register(commands: Any) -> None:
 
 @contextlib.contextmanager
 def _services() -> Iterator[Services]:
+    # Imported here: `keyturn --help` and usage mistakes need none of the server.
+    from keyturn.config import Settings
+    from keyturn.services.container import build_services
+    from keyturn.services.sealing import seal_stored_secrets
+    from keyturn.storage.migrations import upgrade_database
+
     services = build_services(Settings())
     try:
         upgrade_database(services.database)

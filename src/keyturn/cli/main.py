@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
-
-from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, NoReturn
 
 from keyturn import __version__
 from keyturn.cli import db, keys, serve, users
-from keyturn.core.sealing import SealingError
 from keyturn.errors import KeyturnError
+
+if TYPE_CHECKING:
+    from sqlalchemy.exc import SQLAlchemyError
 
 
 class CommandError(Exception):
@@ -47,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # After parsing: help and usage mistakes end above, without loading these.
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from keyturn.core.sealing import SealingError
+
     try:
         code: int = args.handler(args)
         return code

@@ -13,12 +13,6 @@ import tempfile
 from typing import Any
 
 from keyturn.cli.servers import SERVERS, ServerFailedError, run_server
-from keyturn.config import Settings
-from keyturn.observability.metrics import MULTIPROCESS_ENV
-from keyturn.services.container import build_services
-from keyturn.services.identity import pin_issuer
-from keyturn.services.sealing import seal_stored_secrets
-from keyturn.storage.migrations import upgrade_database
 
 
 def register(commands: Any) -> None:
@@ -75,6 +69,14 @@ def tune_allocator() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `keyturn --help` and usage mistakes need none of the server.
+    from keyturn.config import Settings
+    from keyturn.observability.metrics import MULTIPROCESS_ENV
+    from keyturn.services.container import build_services
+    from keyturn.services.identity import pin_issuer
+    from keyturn.services.sealing import seal_stored_secrets
+    from keyturn.storage.migrations import upgrade_database
+
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
     tune_allocator()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyturn import wire
-from keyturn.config import Settings
-from keyturn.services.container import Services, build_services
-from keyturn.storage.migrations import upgrade_database
+
+if TYPE_CHECKING:
+    from keyturn.services.container import Services
 
 
 def register(commands: Any) -> None:
@@ -71,6 +71,11 @@ def register(commands: Any) -> None:
 
 
 def _services() -> Services:
+    # Imported here: `keyturn --help` and usage mistakes need none of the server.
+    from keyturn.config import Settings
+    from keyturn.services.container import build_services
+    from keyturn.storage.migrations import upgrade_database
+
     services = build_services(Settings())
     upgrade_database(services.database)
     return services
