@@ -7,7 +7,9 @@ parameters.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
@@ -67,6 +69,17 @@ _REFRESH_COLUMNS = (
 )
 
 
+def _joined_refresh(row: Mapping[Any, Any]) -> StoredRefreshToken:
+    """The token's part of a row of _REFRESH_COLUMNS joined with its session."""
+    return StoredRefreshToken(
+        id=row["token_id"],
+        session_id=row["id"],
+        expires_at=row["token_expires_at"],
+        rotated_at=row["rotated_at"],
+        sealed_successor=row["sealed_successor"],
+    )
+
+
 _FIND_REFRESH_TOKEN = (
     select(*_REFRESH_COLUMNS, sessions)
     .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
@@ -81,13 +94,7 @@ def find_refresh_token(
     row = connection.execute(_FIND_REFRESH_TOKEN, {"token_hash": token_hash}).mappings().first()
     if row is None:
         return None
-    token = StoredRefreshToken(
-        id=row["token_id"],
-        session_id=row["id"],
-        expires_at=row["token_expires_at"],
-        rotated_at=row["rotated_at"],
-        sealed_successor=row["sealed_successor"],
-    )
+    token = _joined_refresh(row)
     return token, session_from_row(row)
 
 
@@ -125,13 +132,7 @@ def find_refresh_token_with_user(
     row = _FIND_REFRESH_TOKEN_WITH_USER.first(connection, {"token_hash": token_hash})
     if row is None:
         return None
-    token = StoredRefreshToken(
-        id=row["token_id"],
-        session_id=row["id"],
-        expires_at=row["token_expires_at"],
-        rotated_at=row["rotated_at"],
-        sealed_successor=row["sealed_successor"],
-    )
+    token = _joined_refresh(row)
     user = user_from_row(row, prefix=_USER_PREFIX) if row[_USER_PREFIX + "id"] else None
     return token, session_from_row(row), user
 
